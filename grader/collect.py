@@ -1,0 +1,160 @@
+"""Collect the evidence for one submission: execute each file, harvest, measure, parse claims.
+
+Reads like the flow it runs::
+
+    intake (done) -> run each notebook/module in the sandbox -> take definitions with ast
+    -> measure the harvested tensors in a clean room -> parse printed accuracies -> evidence
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import importlib.metadata
+import json
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from grader import __version__
+from grader.claims import check_claims, parse_claims
+from grader.data import DataSet
+from grader.definitions import extract
+from grader.evidence import Cell, Claim, Environment, Evidence, FileEvidence
+from grader.execute.magics import as_python
+from grader.execute.module import run_module
+from grader.execute.notebook import RunResult, run_notebook
+from grader.execute.sandbox import Limits, Mount, Sandbox
+from grader.execute.workdir import make_workdir
+from grader.intake import Submission, SubmissionFile
+from grader.measure import HarvestedFile, measure_models
+from grader.results import Harvest, ResultError, read_json
+from grader.rubric import Rubric
+
+
+@dataclass(frozen=True)
+class Settings:
+    dataset: DataSet
+    work_root: Path
+    runtime: Path
+    sandbox: Sandbox
+    limits: Limits
+    plan: list[dict[str, Any]]
+    threads: int = 1
+    seed: int = 0
+    claim_tolerance: float = 0.03
+
+
+def training_plan(rubric: Rubric) -> list[dict[str, Any]]:
+    """What the module runner trains: the rubric's models with their hyperparameters."""
+    return [
+        {"key": key, "class_name": spec.class_name, "trainable_params": spec.trainable_params,
+         "training": spec.training.model_dump()}
+        for key, spec in rubric.models.items()
+    ]
+
+
+def plan_sha256(plan: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+@functools.cache
+def environment(sandbox: str, threads: int) -> Environment:
+    import torch  # the grading environment's torch; not student code
+
+    cuda = torch.version.cuda if torch.cuda.is_available() else None
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"
+    return Environment(
+        python=platform.python_version(), torch=importlib.metadata.version("torch"),
+        torchvision=importlib.metadata.version("torchvision"), platform=platform.platform(terse=True),
+        device=device, cuda=cuda, threads=threads, sandbox=sandbox,
+    )
+
+
+def _claims(cells: list[Cell]) -> list[Claim]:
+    claims: list[Claim] = []
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            claims += parse_claims(cell.source, "markdown", cell.index)
+        elif cell.output_text:
+            claims += parse_claims(cell.output_text, "output", cell.index)
+    return claims
+
+
+def _definitions_source(file: SubmissionFile, notebook: nbformat.NotebookNode | None) -> list[tuple[str, str]]:
+    if notebook is None:
+        return [(file.relative, file.path.read_text(encoding="utf-8"))]
+    return [
+        (f"{file.relative}, cell {index}", as_python(cell.source))
+        for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+    ]
+
+
+def _work_name(relative: str) -> str:
+    return re.sub(r"[^\w.-]", "_", relative)[:80]
+
+
+def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
+              ) -> tuple[FileEvidence, HarvestedFile]:
+    work = make_workdir(settings.work_root / submission.student / _work_name(file.relative),
+                        submission.root, submission.copied)
+    mounts = [work.data_mount(settings.dataset.public_dir), Mount(settings.runtime, settings.runtime)]
+    notebook = nbformat.read(file.path, as_version=4) if file.kind == "notebook" else None
+    if notebook is not None:
+        result: RunResult = run_notebook(notebook, work, runtime=settings.runtime, sandbox=settings.sandbox,
+                                         mounts=mounts, limits=settings.limits, threads=settings.threads)
+    else:
+        result = run_module(file.relative, file.path.read_text(encoding="utf-8"), work, runtime=settings.runtime,
+                            sandbox=settings.sandbox, mounts=mounts, limits=settings.limits,
+                            threads=settings.threads, plan=settings.plan)
+    message = result.message
+    harvest = None
+    try:
+        harvest = read_json(work.out / "harvest.json", Harvest, "the harvest of trained models")
+    except ResultError as error:
+        if result.status == "completed":
+            message = (message + "; " if message else "") + str(error)
+    definitions = extract(_definitions_source(file, notebook))
+    evidence = FileEvidence(
+        path=file.relative, kind=file.kind, sha256=file.sha256, status=result.status, message=message,
+        duration_s=result.duration_s, cells=result.cells, claims=_claims(result.cells),
+        definition_problems=[f"not valid Python, skipped: {u}" for u in definitions.unparsable],
+    )
+    return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest, out_dir=work.out)
+
+
+def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
+    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    problems = list(submission.problems)
+    if not submission.files:
+        problems.append("nothing to grade: no notebook (.ipynb) or module (.py) could be accepted")
+    files, harvested = [], []
+    for file in submission.files:
+        evidence, harvest = _run_file(file, submission, settings)
+        files.append(evidence)
+        harvested.append(harvest)
+    models, definition_problems, message = measure_models(
+        harvested, submission_files=(submission.root, submission.copied), dataset=settings.dataset,
+        room_base=settings.work_root / submission.student / ".cleanroom", runtime=settings.runtime,
+        sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
+    )
+    if message:
+        problems.append(message)
+    for file in files:
+        file.definition_problems += definition_problems.get(file.path, [])
+        file.claim_checks = check_claims(file.claims, [m for m in models if m.file == file.path],
+                                         settings.claim_tolerance)
+    return Evidence(
+        grader_version=__version__, student=submission.student, submission_sha256=submission.sha256,
+        plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
+        environment=environment(settings.sandbox.name, settings.threads),
+        status="ok" if submission.files else "error", problems=problems, files=files, models=models,
+        seed=settings.seed, started_at=started.isoformat(timespec="seconds"),
+        duration_s=round(time.monotonic() - clock, 3),
+    )

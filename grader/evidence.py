@@ -1,0 +1,147 @@
+"""Evidence: everything measured about one submission, collected once and scored many times.
+
+``evidence.json`` does not depend on the rubric's thresholds or rubric lines: changing those
+re-runs only scoring and rendering. (It does depend on the training plan for .py modules, whose
+hash is stored as ``plan_sha256``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from grader.fsutil import atomic_write_text
+
+EVIDENCE_SCHEMA = 1
+CellStatus = Literal["ok", "error", "timeout", "not_run"]
+FileStatus = Literal["completed", "timeout", "crashed", "memory", "invalid", "error"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CellError(Record):
+    ename: str
+    evalue: str
+    traceback: str = ""
+
+
+class Cell(Record):
+    index: int
+    cell_type: Literal["code", "markdown", "raw"]
+    source: str
+    status: CellStatus | None = None  # None for markdown
+    duration_s: float | None = None
+    error: CellError | None = None
+    output_text: str = ""
+    images: list[str] = Field(default_factory=list, description="PNG outputs, base64")
+    skipped_magics: list[str] = Field(default_factory=list)
+    truncated: bool = False
+
+
+class Claim(Record):
+    split: Literal["train", "test"]
+    value: float
+    text: str
+    cell_index: int | None = None
+    source: Literal["output", "markdown"]
+
+
+class ClaimCheck(Record):
+    split: Literal["train", "test"]
+    claimed: float
+    measured: float | None
+    model_id: str | None
+    difference: float | None
+    consistent: bool
+    note: str
+
+
+class FileEvidence(Record):
+    path: str  # relative to the submission
+    kind: Literal["notebook", "module"]
+    sha256: str
+    status: FileStatus
+    message: str = ""
+    duration_s: float = 0.0
+    cells: list[Cell] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
+    claim_checks: list[ClaimCheck] = Field(default_factory=list)
+    definition_problems: list[str] = Field(default_factory=list)
+
+
+class LayerRow(Record):
+    depth: int
+    type: str
+    name: str
+    output_shape: list[int]
+    params: int
+    leaf: bool
+
+
+class Accuracy(Record):
+    train: float = Field(description="on the training digits (each once)")
+    test: float = Field(description="on the holdout split, whose labels no student process sees")
+    public_test: float = Field(description="on the notebook's own test split")
+    n_train: int
+    n_test: int
+    n_public_test: int
+
+
+class ModelEvidence(Record):
+    id: str  # "<file>:<variable>"
+    file: str
+    variable: str
+    class_name: str
+    trainable_params: int | None = None
+    trainable_params_source: str = ""
+    tensor_elements: int = 0
+    layers: list[LayerRow] = Field(default_factory=list)
+    summary_input_shape: list[int] | None = None
+    rebuilt_from: str = ""
+    transform: str = "ToTensor()"
+    accuracy: Accuracy | None = None
+    error: str | None = None
+
+
+class Environment(Record):
+    python: str
+    torch: str
+    torchvision: str
+    platform: str
+    device: str
+    cuda: str | None
+    threads: int
+    sandbox: str
+
+
+class Evidence(Record):
+    schema_version: int = EVIDENCE_SCHEMA
+    grader_version: str
+    student: str
+    submission_sha256: str
+    plan_sha256: str
+    data: dict[str, Any]
+    environment: Environment
+    status: Literal["ok", "error"]
+    problems: list[str] = Field(default_factory=list)
+    files: list[FileEvidence] = Field(default_factory=list)
+    models: list[ModelEvidence] = Field(default_factory=list)
+    seed: int = 0
+    started_at: str
+    duration_s: float
+
+    @property
+    def profile(self) -> str:
+        return str(self.data["profile"])
+
+
+def write_evidence(evidence: Evidence, path: Path) -> None:
+    atomic_write_text(path, evidence.model_dump_json(indent=1) + "\n")
+
+
+def read_evidence(path: Path) -> Evidence:
+    return Evidence.model_validate_json(path.read_text(encoding="utf-8"))

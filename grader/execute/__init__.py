@@ -1,0 +1,1 @@
+"""Stage 1: run untrusted student code (notebooks, modules) and bring back data only."""

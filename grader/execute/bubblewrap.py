@@ -1,0 +1,144 @@
+"""The bubblewrap sandbox: namespaces, a minimal read-only filesystem, an unprivileged uid, limits.
+
+Inside, a student process sees only: the system's /usr (and the /etc files programs need), the
+grading environment's Python (read-only), its own work dir (a copy of the submission,
+writable), the provisioned MNIST under ``data/`` (read-only) and the grader's runtime scripts
+(read-only). It has no network (its own empty network namespace), its own PID namespace, a
+private /tmp, and dies with the grader. Not visible: other submissions, the rubric, reference
+solutions, reports, the grader's cache (and so the labels of the held-out digits), home dirs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+from grader.execute.cgroups import Cgroup
+from grader.execute.sandbox import Launch, Limits, Mount, Sandbox, prlimit_prefix
+
+SYSTEM_RO = ("/usr", "/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/ld.so.conf",
+             "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+             "/etc/mime.types", "/etc/matplotlibrc")
+MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32")
+GPU_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl",
+               "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+UID_RANGE = (200_000, 900_000)  # a fresh uid per process: RLIMIT_NPROC counts per uid
+
+
+@cache
+def probe() -> str | None:
+    """None when bubblewrap can start a sandbox here, else why not."""
+    tool = shutil.which("bwrap")
+    if tool is None:
+        return "the 'bwrap' program is not installed"
+    try:
+        done = subprocess.run([tool, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                               "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+                               "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
+                               "/bin/true"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bwrap failed to start ({error})"
+    if done.returncode != 0:
+        return f"bwrap could not create a sandbox ({done.stderr.decode(errors='replace').strip()[:200]})"
+    return None
+
+
+def _ancestors(path: Path) -> list[Path]:
+    return [p for p in reversed(path.parents) if str(p) != "/"]
+
+
+def python_roots() -> list[Path]:
+    """The grading environment: the venv and the Python installation it points at."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    return sorted(roots)
+
+
+class Bubblewrap(Sandbox):
+    name = "bubblewrap"
+
+    def __init__(self, gpu: bool = True) -> None:
+        self.gpu = gpu
+
+    def prepare(self, mounts: list[Mount]) -> None:
+        for mount in mounts:
+            if mount.target == mount.source:
+                continue
+            if mount.target.is_symlink():
+                mount.target.unlink()
+            mount.target.mkdir(parents=True, exist_ok=True)  # an empty mount point
+
+    def _filesystem(self, mounts: Iterable[Mount]) -> list[str]:
+        args = ["--perms", "0755", "--tmpfs", "/"]
+        created: set[Path] = {Path("/tmp"), Path("/dev"), Path("/proc")}  # mounted below
+
+        def directories_for(target: Path) -> list[str]:
+            out = []
+            for parent in _ancestors(target):
+                if parent not in created:
+                    created.add(parent)
+                    out += ["--perms", "0755", "--dir", str(parent)]
+            return out
+
+        for path in SYSTEM_RO:
+            if os.path.exists(path):
+                args += [*directories_for(Path(path)), "--ro-bind", path, path]
+        for link in MERGED_USR_LINKS:
+            if os.path.islink(link):
+                args += ["--symlink", os.readlink(link), link]
+            elif os.path.isdir(link):
+                args += ["--ro-bind", link, link]
+        for root in python_roots():
+            args += [*directories_for(root), "--ro-bind", str(root), str(root)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+                 "--perms", "1777", "--tmpfs", "/dev/shm"]
+        if self.gpu:
+            for device in GPU_DEVICES:
+                args += ["--dev-bind-try", device, device]
+        # writable mounts first, so read-only ones inside them (data/ in the work dir) stay on top
+        for mount in sorted(mounts, key=lambda m: (not m.writable, len(m.target.parts))):
+            args += [*directories_for(mount.target), "--bind" if mount.writable else "--ro-bind",
+                     str(mount.source), str(mount.target)]
+        return args
+
+    def wrap(self, argv: list[str], *, cwd: Path, mounts: list[Mount], env: dict[str, str], limits: Limits,
+             network: bool = False) -> Launch:
+        uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+        everything = [*mounts, Mount(cwd, cwd, writable=True)]
+        if os.geteuid() == 0:
+            for mount in everything:
+                if mount.writable:
+                    _hand_over(mount.source, uid)
+            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                    "--bounding-set=-all", "--no-new-privs", "--"]
+        else:
+            drop = []  # already unprivileged; bwrap drops its own capabilities
+        # as root, no user namespace: the uid drop below needs real uids
+        namespaces = (["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+                       *([] if network else ["--unshare-net"])] if drop else
+                      ["--unshare-all", *(["--share-net"] if network else [])])
+        bwrap = [
+            shutil.which("bwrap") or "bwrap", *namespaces,
+            "--die-with-parent", "--new-session", "--hostname", "grader-sandbox", "--clearenv",
+            *[arg for key, value in env.items() for arg in ("--setenv", key, value)],
+            *self._filesystem(everything), "--chdir", str(cwd), "--",
+        ]
+        cgroup = Cgroup.create(limits)
+        prefix = cgroup.enter_command() if cgroup else []
+        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=bool(drop)), *bwrap, *drop, *argv],
+                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, cgroup=cgroup)
+
+
+def _hand_over(work: Path, uid: int) -> None:
+    """Give the sandbox's uid the work dir (the grader, as root, can still read everything)."""
+    for root, dirs, files in os.walk(work):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chown(path, uid, uid)
+    os.chown(work, uid, uid)

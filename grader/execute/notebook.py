@@ -1,0 +1,267 @@
+"""Run a student notebook top to bottom with nbclient, in a sandboxed kernel, then harvest its models.
+
+A cell that raises is recorded and execution goes on; a cell that runs past its timeout is
+interrupted (the kernel survives, so models trained before it are kept); once the notebook's
+total time is spent the remaining cells are not run, but the harvest still is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+
+from grader.evidence import Cell, CellError, FileStatus
+from grader.execute.kernel import kernel_launch, kernel_manager
+from grader.execute.magics import neutralise
+from grader.execute.sandbox import GiB, Limits, Mount, Sandbox
+from grader.execute.workdir import WorkDir
+
+HARVEST_TAG = "grader-harvest"
+HARVEST_TIMEOUT_S = 180
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MAX_IMAGES_PER_CELL = 4
+MAX_TRACEBACK_CHARS = 6000
+
+
+@dataclass
+class RunResult:
+    status: FileStatus
+    message: str
+    cells: list[Cell]
+    duration_s: float
+    harvested: bool
+
+
+@dataclass
+class _Tracker:
+    deadline: float
+    timed_out: set[int] = field(default_factory=set)
+    not_run: set[int] = field(default_factory=set)
+    durations: dict[int, float] = field(default_factory=dict)
+    truncated: set[int] = field(default_factory=set)
+    output_bytes: int = 0
+
+
+class GradingClient(NotebookClient):  # type: ignore[misc]
+    """nbclient with a total deadline, timeout bookkeeping and an output cap."""
+
+    def __init__(self, nb: NotebookNode, *, tracker: _Tracker, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(nb, **kwargs)
+        self.tracker = tracker
+        self.limits = limits
+        self.timeout_func = self._timeout_for
+
+    def _is_harvest(self, cell: NotebookNode) -> bool:
+        return HARVEST_TAG in cell.get("metadata", {}).get("tags", [])
+
+    def _timeout_for(self, cell: NotebookNode) -> int:
+        if self._is_harvest(cell):
+            return HARVEST_TIMEOUT_S
+        remaining = self.tracker.deadline - time.monotonic()
+        return max(1, int(min(self.limits.cell_timeout_s, remaining)))
+
+    async def async_execute_cell(self, cell: NotebookNode, cell_index: int, execution_count: int | None = None,
+                                 store_history: bool = True) -> NotebookNode:
+        if cell.cell_type == "code" and not self._is_harvest(cell) and time.monotonic() >= self.tracker.deadline:
+            self.tracker.not_run.add(cell_index)
+            return cell
+        self._current_index = cell_index
+        started = time.monotonic()
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            self.tracker.durations[cell_index] = time.monotonic() - started
+
+    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
+        self.tracker.timed_out.add(self._current_index)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None,
+               cell_index: int) -> NotebookNode | None:
+        size = len(str(msg.get("content", "")))
+        if self.tracker.output_bytes + size > self.limits.max_output_bytes and not self._is_harvest_index(cell_index):
+            if cell_index not in self.tracker.truncated:
+                self.tracker.truncated.add(cell_index)
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stderr",
+                    text=f"[grader] output truncated: the notebook's output passed "
+                         f"{self.limits.max_output_bytes:,} bytes\n"))
+            return None
+        self.tracker.output_bytes += size
+        return super().output(outs, msg, display_id, cell_index)  # type: ignore[no-any-return]
+
+    def _is_harvest_index(self, index: int) -> bool:
+        return 0 <= index < len(self.nb.cells) and self._is_harvest(self.nb.cells[index])
+
+
+def prepare_notebook(nb: NotebookNode, harvest_code: str) -> tuple[NotebookNode, dict[int, tuple[str, ...]]]:
+    """Neutralise shell escapes in code cells and append the harvest cell."""
+    skipped: dict[int, tuple[str, ...]] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            result = neutralise(cell.source)
+            cell.source = result.source
+            cell.outputs = []
+            if result.skipped:
+                skipped[index] = result.skipped
+    harvest = nbformat.v4.new_code_cell(harvest_code)
+    harvest.metadata["tags"] = [HARVEST_TAG]
+    nb.cells.append(harvest)
+    return nb, skipped
+
+
+def _text_of(output: NotebookNode) -> str:
+    kind = output.get("output_type")
+    if kind == "stream":
+        return str(output.get("text", ""))
+    if kind in ("execute_result", "display_data"):
+        data = output.get("data", {})
+        if "text/plain" in data and "image/png" not in data:
+            return str(data["text/plain"]) + "\n"
+    return ""
+
+
+def cell_records(nb: NotebookNode, original: NotebookNode, tracker: _Tracker,
+                 skipped: dict[int, tuple[str, ...]], crashed_at: int | None) -> list[Cell]:
+    records = []
+    for index, cell in enumerate(nb.cells):
+        if HARVEST_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        source = original.cells[index].source
+        if cell.cell_type != "code":
+            records.append(Cell(index=index, cell_type=cell.cell_type, source=source))
+            continue
+        outputs = cell.get("outputs", [])
+        error = next((o for o in outputs if o.get("output_type") == "error"), None)
+        images = [
+            o["data"]["image/png"] for o in outputs
+            if o.get("output_type") in ("display_data", "execute_result") and "image/png" in o.get("data", {})
+        ]
+        if index in tracker.timed_out:
+            status = "timeout"
+        elif error is not None or index == crashed_at:
+            status = "error"
+        elif index in tracker.not_run or (crashed_at is not None and index > crashed_at) or (
+            cell.source.strip() and index not in tracker.durations
+        ):
+            status = "not_run"
+        else:
+            status = "ok"
+        cell_error = None
+        if error is not None:
+            trace = _ANSI.sub("", "\n".join(error.get("traceback", [])))
+            cell_error = CellError(ename=str(error.get("ename", "")), evalue=str(error.get("evalue", ""))[:2000],
+                                   traceback=trace[-MAX_TRACEBACK_CHARS:])
+        elif index == crashed_at:
+            cell_error = CellError(ename="DeadKernelError", evalue="the kernel died while running this cell")
+        records.append(Cell(
+            index=index, cell_type="code", source=source, status=status,
+            duration_s=round(tracker.durations[index], 3) if index in tracker.durations else None,
+            error=cell_error, output_text=_ANSI.sub("", "".join(_text_of(o) for o in outputs)),
+            images=[str(i).replace("\n", "") for i in images[:MAX_IMAGES_PER_CELL]],
+            skipped_magics=list(skipped.get(index, ())), truncated=index in tracker.truncated,
+        ))
+    return records
+
+
+async def _run(client: GradingClient, manager: Any, env: dict[str, str], limits: Limits, log: Path) -> None:
+    """Execute, with an outer wall clock (a kernel that ignores interrupts), then always stop the kernel."""
+    try:
+        with log.open("ab") as stream:  # the kernel's own stdout/stderr (crash messages end up here)
+            await asyncio.wait_for(client.async_execute(env=env, stdout=stream, stderr=stream),
+                                   timeout=limits.total_timeout_s + HARVEST_TIMEOUT_S + 60)
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+        try:
+            if manager.has_kernel:
+                await manager.shutdown_kernel(now=True)
+        except Exception:  # already gone
+            pass
+
+
+def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbox: Sandbox, mounts: list[Mount],
+                 limits: Limits, threads: int) -> RunResult:
+    original = nbformat.from_dict(notebook)
+    harvest_code = (runtime / "harvest.py").read_text() + f"\n__grader_harvest({str(work.out)!r})\ndel __grader_harvest\n"
+    nb, skipped = prepare_notebook(nbformat.from_dict(notebook), harvest_code)
+    ipc_dir = Path(tempfile.mkdtemp(prefix="gk", dir="/tmp")) if sandbox.name != "none" else None
+    if ipc_dir is not None:
+        mounts = [*mounts, Mount(ipc_dir, ipc_dir, writable=True)]
+    sandbox.prepare(mounts)
+    launch = kernel_launch(work, runtime, sandbox, mounts, limits, threads)
+    manager = kernel_manager(work, launch, ipc_dir=ipc_dir)
+    tracker = _Tracker(deadline=time.monotonic() + limits.total_timeout_s)
+    client = GradingClient(
+        nb, km=manager, tracker=tracker, limits=limits, allow_errors=True, interrupt_on_timeout=True,
+        record_timing=False, startup_timeout=120, iopub_timeout=10, shutdown_kernel="immediate",
+        resources={"metadata": {"path": str(work.root)}},
+    )
+    log = work.root / ".grader" / "kernel.log"
+    started = time.monotonic()
+    status: FileStatus = "completed"
+    message = ""
+    crashed_at: int | None = None
+    try:
+        asyncio.run(_run(client, manager, launch.env, limits, log))
+    except DeadKernelError:
+        crashed_at = getattr(client, "_current_index", None)
+        status, message = "crashed", f"the kernel died while running cell {crashed_at} (killed, out of memory, or exited)"
+    except (TimeoutError, asyncio.TimeoutError):
+        crashed_at = getattr(client, "_current_index", None)
+        status, message = "timeout", f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s)"
+    except RuntimeError as error:  # e.g. "Kernel didn't respond in 120 seconds"
+        status, message = "error", f"the kernel could not be run: {error}"
+    finally:
+        atexit.unregister(client._cleanup_kernel)  # nbclient leaves it registered when start-up fails
+        limit_hit = launch.finish()
+        if ipc_dir is not None:
+            shutil.rmtree(ipc_dir, ignore_errors=True)
+    harvested = (work.out / "harvest.json").is_file()
+    if limit_hit == "memory":
+        status = "memory"
+        message = f"the notebook used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB) and " \
+                  f"its kernel was killed while running cell {crashed_at}"
+    elif limit_hit == "processes" and status == "crashed":
+        message += f"; it reached the limit of {limits.max_processes} processes"
+    if status in ("crashed", "error"):
+        message += kernel_log_tail(log)
+    if status == "completed" and tracker.timed_out:
+        message = f"cell(s) {', '.join(map(str, sorted(tracker.timed_out)))} ran past the per-cell time limit " \
+                  f"({limits.cell_timeout_s:.0f} s) and were interrupted"
+    if status == "completed" and tracker.not_run:
+        status = "timeout"
+        message = (f"the notebook's total time limit ({limits.total_timeout_s:.0f} s) was reached; "
+                   f"{len(tracker.not_run)} cell(s) were not run")
+    if status == "completed" and not harvested:
+        message = "the grader's harvest step did not complete (see the last cell's error)"
+    cells = cell_records(nb, original, tracker, skipped, crashed_at if status in ("crashed", "timeout") else None)
+    return RunResult(status=status, message=message, cells=cells, duration_s=round(time.monotonic() - started, 3),
+                     harvested=harvested)
+
+
+def kernel_log_tail(log: Path, lines: int = 3) -> str:
+    """The last lines the kernel printed itself (e.g. 'Segmentation fault'), for a crash message."""
+    try:
+        text = log.read_bytes()[-4000:].decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    useful = [line for line in text.splitlines() if line.strip() and "running over TCP" not in line][-lines:]
+    return ("; the kernel printed: " + " | ".join(useful)) if useful else ""
+
+
+def image_bytes(encoded: str) -> bytes:
+    return base64.b64decode(encoded)

@@ -1,0 +1,193 @@
+"""Runs INSIDE a fresh sandboxed process: rebuild student classes, load weights, return logits.
+
+Usage: python cleanroom.py JOB.json
+
+The job gives, per student file, the definitions taken from its code by the grader (imports,
+constants, classes and functions; never the notebook's live state), and per harvested model its
+class name, weights file and candidate constructor arguments. For each model this script
+rebuilds the class, loads the tensors with ``load_state_dict(strict=True)``, runs torchinfo, and
+writes float32 logits for the evaluation images it is given. It never sees a label: accuracy is
+computed by the grader. Output is data only (JSON + .npy). Self-contained: stdlib, numpy, torch,
+safetensors, torchinfo.
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+
+
+def read_idx_images(path):
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    magic, n, rows, cols = struct.unpack(">IIII", data[:16])
+    if magic != 2051:
+        raise ValueError(f"{path}: not an IDX3 images file")
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, rows, cols)
+
+
+def run_definitions(statements, namespace):
+    """Execute each kept statement on its own; remember every version of every class."""
+    versions, problems = {}, []
+    for statement in statements:
+        try:
+            exec(compile(statement["code"], statement["origin"], "exec"), namespace)
+        except BaseException as error:  # an import of google.colab, a missing package, ...
+            problems.append(f"{statement['origin']}: {type(error).__name__}: {error}"[:400])
+            continue
+        for name in statement.get("defines", []):
+            if isinstance(namespace.get(name), type):
+                versions.setdefault(name, []).append(namespace[name])
+    return versions, problems
+
+
+def candidate_classes(name, versions, namespace):
+    found = list(reversed(versions.get(name, [])))
+    current = namespace.get(name)
+    if isinstance(current, type) and current not in found:
+        found.append(current)
+    return found
+
+
+def instantiate(cls, constructor_args, namespace):
+    yield "()", lambda: cls()
+    for args in constructor_args:
+        yield f"({args})", lambda args=args: eval(f"__grader_cls({args})", {**namespace, "__grader_cls": cls})
+
+
+def rebuild(model_job, versions, namespace, torch):
+    from safetensors.torch import load_file
+
+    state = load_file(model_job["weights"])
+    wanted = {key: tuple(tensor.shape) for key, tensor in state.items()}
+    attempts = []
+    classes = candidate_classes(model_job["class_name"], versions, namespace)
+    for number, cls in enumerate(classes):
+        for shown, make in instantiate(cls, model_job["constructor_args"], namespace):
+            try:
+                torch.manual_seed(0)
+                model = make()
+                have = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+            except BaseException as error:
+                attempts.append(f"definition #{number + 1}{shown}: {type(error).__name__}: {error}"[:300])
+                continue
+            if have != wanted:
+                missing = sorted(set(wanted) - set(have))[:5]
+                extra = sorted(set(have) - set(wanted))[:5]
+                shapes = sorted(k for k in set(have) & set(wanted) if have[k] != wanted[k])[:5]
+                attempts.append(
+                    f"definition #{number + 1}{shown}: state_dict differs (missing {missing}, unexpected "
+                    f"{extra}, other shapes {shapes})"
+                )
+                continue
+            model.load_state_dict(state, strict=True)
+            how = f"{cls.__name__}{shown}, definition {len(classes) - number} of {len(classes)} in the code"
+            return model, how, attempts
+    if not attempts:
+        attempts.append(f"no class named {model_job['class_name']} could be rebuilt from the submitted code")
+    return None, None, attempts
+
+
+def layer_summary(model, torch):
+    from torchinfo import summary
+
+    errors = []
+    for shape in ((1, 1, 28, 28), (1, 784)):
+        try:
+            torch.manual_seed(0)
+            result = summary(model, input_size=shape, verbose=0, device="cpu")
+        except BaseException as error:
+            errors.append(f"input {shape}: {type(error).__name__}: {error}"[:300])
+            continue
+        rows = [
+            {
+                "depth": layer.depth,
+                "type": layer.class_name,
+                "name": layer.var_name,
+                "output_shape": list(layer.output_size) if layer.output_size else [],
+                "params": int(layer.trainable_params),
+                "leaf": bool(layer.is_leaf_layer),
+            }
+            for layer in result.summary_list
+        ]
+        return {"input_shape": list(shape), "rows": rows, "error": None}
+    return {"input_shape": None, "rows": [], "error": "; ".join(errors)}
+
+
+def logits_for(model, images, transform, seed, torch):
+    import numpy as np
+
+    x_all = torch.from_numpy(images.astype("float32") / 255.0)
+    if transform is not None:
+        mean, std = transform
+        x_all = (x_all - mean[0]) / std[0]
+    torch.manual_seed(seed)  # dropout left on in eval() must not make the measurement random
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, x_all.shape[0], 500):
+            out = model(x_all[start : start + 500])
+            chunks.append(out.detach().to("cpu", torch.float32).reshape(out.shape[0], -1).numpy())
+    return np.concatenate(chunks)
+
+
+def main():
+    with open(sys.argv[1]) as handle:
+        job = json.load(handle)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    out_dir = job["out_dir"]
+    images = {split: read_idx_images(path) for split, path in job["eval"].items()}
+    results = {"programs": {}, "models": []}
+    namespaces = {}
+    for key, statements in job["programs"].items():
+        namespace = {"__name__": "__cleanroom__", "__builtins__": __builtins__}
+        sys.modules.pop("__main__", None)
+        versions, problems = run_definitions(statements, namespace)
+        namespaces[key] = (namespace, versions)
+        results["programs"][key] = {"problems": problems}
+    for number, model_job in enumerate(job["models"]):
+        started = time.time()
+        record = {"id": model_job["id"], "ok": False}
+        results["models"].append(record)
+        try:
+            namespace, versions = namespaces[model_job["program"]]
+            model, how, attempts = rebuild(model_job, versions, namespace, torch)
+            record["attempts"] = attempts
+            if model is None:
+                record["error"] = "could not rebuild the model: " + "; ".join(attempts)[:1500]
+                continue
+            model.eval()
+            record["rebuilt_from"] = how
+            record["parameters"] = [
+                {"name": name, "shape": list(p.shape), "trainable": bool(p.requires_grad)}
+                for name, p in model.named_parameters()
+            ]
+            record["summary"] = layer_summary(model, torch)
+            record["logits"] = {}
+            transforms = [None] + list(model_job.get("normalize", []))
+            for t_index, transform in enumerate(transforms):
+                for split, split_images in images.items():
+                    name = f"m{number}_t{t_index}_{split}.npy"
+                    logits = logits_for(model, split_images, transform, job["seed"], torch)
+                    np.save(os.path.join(out_dir, name), logits, allow_pickle=False)
+                    record["logits"].setdefault(str(t_index), {})[split] = name
+            record["ok"] = True
+        except BaseException:
+            record["error"] = traceback.format_exc(limit=8)[-2000:]
+        finally:
+            record["duration_s"] = round(time.time() - started, 3)
+            with open(os.path.join(out_dir, "results.json"), "w") as handle:
+                json.dump(results, handle)
+    with open(os.path.join(out_dir, "results.json"), "w") as handle:
+        json.dump(results, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

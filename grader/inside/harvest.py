@@ -1,0 +1,100 @@
+"""Runs INSIDE the student's process (kernel or module runner) after their code: save models as tensors.
+
+Self-contained (stdlib + torch + safetensors); the trusted grader never imports this file, it sends
+its text to the kernel. Output is data only: ``models/*.safetensors`` and ``harvest.json``. A
+student can sabotage this step in their own process, which only loses their own models: every
+number that is graded is measured later, in a fresh process, from these tensors.
+"""
+
+
+def __grader_harvest(out_dir, namespace=None, max_models=20):
+    import json
+    import os
+    import sys
+
+    import torch
+    from safetensors.torch import save_file
+
+    work = os.path.realpath(os.getcwd())
+    if namespace is None:
+        namespace = vars(sys.modules["__main__"])
+
+    def defined_by_student(cls):
+        if cls.__module__ in ("__main__", "__student__"):
+            return True
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None)
+        return bool(path) and os.path.realpath(path).startswith(work + os.sep)
+
+    found, seen = [], set()
+
+    def consider(name, value):
+        if isinstance(value, torch.nn.Module) and id(value) not in seen and defined_by_student(type(value)):
+            seen.add(id(value))
+            found.append((name, value))
+
+    for name, value in list(namespace.items()):
+        if name.startswith("_") or name in ("In", "Out", "exit", "quit", "get_ipython"):
+            continue
+        consider(name, value)
+        if isinstance(value, (list, tuple)):
+            for index, inner in enumerate(list(value)[:50]):
+                consider(f"{name}[{index}]", inner)
+        elif isinstance(value, dict):
+            for key, inner in list(value.items())[:50]:
+                consider(f"{name}[{key!r}]", inner)
+
+    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
+    models = []
+    for number, (name, model) in enumerate(found[:max_models]):
+        try:
+            state = {
+                key: tensor.detach().to("cpu").contiguous().clone()
+                for key, tensor in model.state_dict().items()
+                if isinstance(tensor, torch.Tensor)
+            }
+            if not state:
+                continue
+            file_name = f"models/model{number}.safetensors"
+            save_file(state, os.path.join(out_dir, file_name))
+            models.append(
+                {
+                    "variable": name,
+                    "class_name": type(model).__name__,
+                    "class_module": type(model).__module__,
+                    "weights": file_name,
+                    "trainable": [key for key, p in model.named_parameters() if p.requires_grad],
+                }
+            )
+        except Exception as error:  # one broken model must not lose the others
+            models.append({"variable": name, "class_name": type(model).__name__, "error": repr(error)[:500]})
+
+    normalize = []
+
+    def transforms_of(value):
+        for holder in (value, getattr(value, "dataset", None)):
+            transform = getattr(holder, "transform", None)
+            if transform is not None:
+                yield transform
+        if type(value).__name__ == "Compose":
+            yield value
+
+    for name, value in list(namespace.items()):
+        if name.startswith("_"):
+            continue
+        try:
+            for transform in transforms_of(value):
+                for step in getattr(transform, "transforms", [transform]):
+                    if type(step).__name__ == "Normalize":
+                        pair = [
+                            [float(v) for v in torch.as_tensor(step.mean).flatten().tolist()],
+                            [float(v) for v in torch.as_tensor(step.std).flatten().tolist()],
+                        ]
+                        if pair not in normalize and len(normalize) < 5:
+                            normalize.append(pair)
+        except Exception:
+            continue
+
+    with open(os.path.join(out_dir, "harvest.json"), "w") as handle:
+        json.dump({"models": models, "normalize": normalize}, handle)
+    return len(models)

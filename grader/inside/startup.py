@@ -1,0 +1,51 @@
+"""IPython startup file for the grading kernel (runs INSIDE the student's process before any cell).
+
+Neutralises Colab-only imports: ``from google.colab import drive; drive.mount(...)`` becomes a
+no-op that says so, instead of an ImportError that would stop the rest of the cell.
+"""
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+
+
+def _colab_call(qualified):
+    def call(*args, **kwargs):
+        shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+        print(f"[grader] {qualified}({shown}) skipped: Colab is not available while grading")
+        return {} if qualified.endswith("upload") else None
+
+    return call
+
+
+class _ColabStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``google.colab`` and its submodules as modules whose every function is a no-op."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "google.colab" or name.startswith("google.colab."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        if name == "google" and importlib.machinery.PathFinder.find_spec("google") is None:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        call_factory = _colab_call
+        module.__path__ = []
+        name = module.__name__
+
+        def __getattr__(attribute):
+            if attribute.startswith("__"):
+                raise AttributeError(attribute)
+            if name in ("google", "google.colab"):  # drive, files, output, ...: submodules
+                return importlib.import_module(f"{name}.{attribute}")
+            return call_factory(f"{name}.{attribute}")
+
+        module.__getattr__ = __getattr__
+
+
+sys.meta_path.insert(0, _ColabStub())
+del _ColabStub

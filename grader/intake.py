@@ -1,0 +1,195 @@
+"""Intake: find the submissions under the given paths, check each file, hash them.
+
+A submission is one student's folder (notebooks and/or .py modules, any names) or a single
+file. A class directory is a folder of student folders. Files that cannot be graded are
+refused with a message naming the file and the problem; a student with nothing gradable is
+still reported (status ``invalid``), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nbformat
+
+from grader.fsutil import sha256_file, sha256_tree
+
+MAX_FILE_BYTES = 50 << 20
+MAX_SUBMISSION_FILES = 200
+GRADABLE = {".ipynb": "notebook", ".py": "module"}
+IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints", ".git", "__MACOSX", ".grader"}
+_SAFE_NAME = re.compile(r"^[\w][\w .,()+@=-]*$")
+_STUDENT_ID = re.compile(r"^[\w][\w.@-]*$")
+
+
+class IntakeError(ValueError):
+    """A path given on the command line is not a submission or a class of submissions."""
+
+
+@dataclass(frozen=True)
+class SubmissionFile:
+    path: Path
+    relative: str
+    kind: Literal["notebook", "module"]
+    sha256: str
+
+
+@dataclass
+class Submission:
+    student: str
+    root: Path  # the folder (or, for a single file, its parent)
+    files: list[SubmissionFile] = field(default_factory=list)  # run and graded
+    support: list[Path] = field(default_factory=list)  # copied beside them (helper modules, data files)
+    problems: list[str] = field(default_factory=list)  # files refused, and why
+    sha256: str = ""
+
+    @property
+    def copied(self) -> list[Path]:
+        return sorted({f.path for f in self.files} | set(self.support))
+
+
+def _check_notebook(path: Path) -> str | None:
+    try:
+        raw = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as error:
+        return f"is not a notebook: not valid JSON ({str(error)[:120]}); re-download it from Jupyter/Colab"
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        return "is JSON but not a Jupyter notebook (no 'cells'); hand in the .ipynb file itself"
+    major = raw.get("nbformat")
+    if major not in (3, 4):
+        return f"uses notebook format {major}; this grader reads formats 3 and 4 (save it from a current Jupyter)"
+    try:
+        notebook = nbformat.reads(json.dumps(raw), as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # nbformat raises several types
+        return f"is not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+    if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
+        return "has no code cells (an empty notebook)"
+    return None
+
+
+def _check_module(path: Path) -> str | None:
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text; save it as UTF-8"
+    return None
+
+
+def _imports_of_notebook(path: Path) -> set[str]:
+    names: set[str] = set()
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception:
+        return names
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _walk(root: Path, problems: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part in IGNORED_DIRS or part.startswith(".") for part in relative.parts):
+            continue
+        if relative.parts[0] == "data" and len(relative.parts) > 0:
+            continue  # a local MNIST copy: the grader provides data/
+        if path.is_symlink():
+            problems.append(f"{relative}: refused: symbolic links are not accepted in a submission (hand in the file itself)")
+            continue
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            problems.append(f"{relative}: refused: not a regular file")
+            continue
+        if not all(_SAFE_NAME.match(part) for part in relative.parts):
+            problems.append(f"{relative!s:.80}: refused: the file name has characters other than letters, digits, "
+                            "spaces and .,()+@=-_ ; rename it")
+            continue
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problems.append(f"{relative}: refused: {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit "
+                            "(clear the notebook's outputs and hand it in again)")
+            continue
+        found.append(path)
+    return found[:MAX_SUBMISSION_FILES]
+
+
+def load_submission(path: Path) -> Submission:
+    """One student: a folder or a single notebook/module file."""
+    if path.is_file():
+        root, candidates, problems = path.parent, [path], []
+        student = path.stem
+    else:
+        problems = []
+        root, student = path, path.name
+        candidates = _walk(path, problems)
+    submission = Submission(student=student, root=root, problems=problems)
+    if not _STUDENT_ID.match(student):
+        submission.problems.append(f"{path.name!r}: the folder name is not a usable student id "
+                                   "(letters, digits and ._@- only)")
+        submission.student = re.sub(r"[^\w.@-]", "_", student) or "unnamed"
+    notebooks = [p for p in candidates if p.suffix == ".ipynb"]
+    imported = set().union(*(_imports_of_notebook(p) for p in notebooks)) if notebooks else set()
+    for candidate in candidates:
+        relative = candidate.relative_to(root).as_posix()
+        kind = GRADABLE.get(candidate.suffix)
+        if kind is None or (kind == "module" and candidate.stem in imported):
+            submission.support.append(candidate)  # data, images, helper modules the notebook imports
+            continue
+        problem = _check_notebook(candidate) if kind == "notebook" else _check_module(candidate)
+        if problem:
+            submission.problems.append(f"{relative}: refused: {relative} {problem}")
+            continue
+        submission.files.append(SubmissionFile(candidate, relative, kind, sha256_file(candidate)))  # type: ignore[arg-type]
+    if submission.files or submission.support:
+        submission.sha256 = sha256_tree(root, submission.copied)
+    return submission
+
+
+def _is_student_folder(path: Path) -> bool:
+    return any(p.suffix in GRADABLE for p in path.iterdir() if p.is_file() or p.is_symlink())
+
+
+def discover(paths: list[Path]) -> list[Submission]:
+    """Expand command-line paths into submissions, in a stable order."""
+    submissions: list[Submission] = []
+    for path in paths:
+        if not path.exists():
+            raise IntakeError(f"{path}: no such file or directory")
+        if path.is_file():
+            if path.suffix not in GRADABLE:
+                raise IntakeError(f"{path}: not a notebook (.ipynb) or a Python module (.py)")
+            submissions.append(load_submission(path))
+        elif _is_student_folder(path):
+            submissions.append(load_submission(path))
+        else:
+            folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+            singles = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in GRADABLE)
+            if not folders and not singles:
+                raise IntakeError(f"{path}: holds no student folders, notebooks or modules")
+            submissions.extend(load_submission(p) for p in [*folders, *singles])
+    seen: dict[str, int] = {}
+    for submission in submissions:
+        if submission.student in seen:
+            seen[submission.student] += 1
+            submission.student = f"{submission.student}-{seen[submission.student]}"
+        else:
+            seen[submission.student] = 1
+    return submissions

@@ -1,0 +1,47 @@
+"""Score stored evidence and write what users read: per-student reports and the class files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.evidence import Evidence, read_evidence
+from grader.fsutil import atomic_write_text
+from grader.marks import Marks
+from grader.render.gradebook import gradebook_frame, write_gradebook
+from grader.render.html import render_report
+from grader.rubric import Rubric
+from grader.score import ScoreSheet, score
+
+
+@dataclass(frozen=True)
+class Published:
+    evidence: Evidence
+    sheet: ScoreSheet
+    report: Path
+
+
+def publish_student(out_dir: Path, rubric: Rubric, rubric_name: str, evidence: Evidence,
+                    marks: Marks | None) -> Published:
+    sheet = score(rubric, evidence, marks.for_student(evidence.student) if marks else None)
+    folder = out_dir / evidence.student
+    report = folder / "report.html"
+    atomic_write_text(report, render_report(rubric, evidence, sheet, rubric_name=rubric_name))
+    return Published(evidence, sheet, report)
+
+
+def publish_class(out_dir: Path, rubric: Rubric, published: list[Published]) -> Path:
+    path = out_dir / "gradebook.csv"
+    write_gradebook(path, gradebook_frame(rubric, [(p.evidence, p.sheet) for p in published]))
+    return path
+
+
+def stored_evidence(out_dir: Path) -> list[tuple[Path, Evidence | None, str]]:
+    """Every ``<out>/<student>/evidence.json``: (path, evidence or None, error message)."""
+    found = []
+    for path in sorted(out_dir.glob("*/evidence.json")):
+        try:
+            found.append((path, read_evidence(path), ""))
+        except (OSError, ValueError) as error:
+            found.append((path, None, f"{path}: unreadable evidence ({str(error).splitlines()[0][:200]})"))
+    return found

@@ -1,0 +1,1 @@
+"""Stage 4: render score sheets and evidence as reports, gradebooks and platform files."""

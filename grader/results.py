@@ -1,0 +1,151 @@
+"""The results channel: what comes back out of a sandbox is data only, size-capped and schema-checked.
+
+JSON is read with a size cap and validated by pydantic; tensors are read from safetensors (no
+pickle); logits from ``.npy`` with ``allow_pickle=False``. Anything malformed, missing or
+oversized raises ``ResultError`` with a message for the student's report, never a grader crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError, safe_open
+
+MAX_JSON_BYTES = 4 << 20
+MAX_WEIGHTS_BYTES = 512 << 20
+MAX_LOGITS_BYTES = 64 << 20
+
+
+class ResultError(RuntimeError):
+    """A result file from a sandboxed process is missing, too large or malformed."""
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class HarvestedModel(Lenient):
+    variable: str = Field(max_length=200)
+    class_name: str = Field(max_length=200)
+    class_module: str = Field(default="", max_length=500)
+    weights: str | None = Field(default=None, max_length=200)
+    trainable: list[str] = Field(default_factory=list, max_length=10000)
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class Harvest(Lenient):
+    models: list[HarvestedModel] = Field(default_factory=list, max_length=50)
+    normalize: list[tuple[list[float], list[float]]] = Field(default_factory=list, max_length=5)
+
+
+class RunnerStep(Lenient):
+    step: str = Field(max_length=300)
+    ok: bool
+    duration_s: float = 0.0
+    class_name: str | None = None
+    found: str | None = None
+    error: str | None = Field(default=None, max_length=20000)
+
+
+class RunnerStatus(Lenient):
+    steps: list[RunnerStep] = Field(default_factory=list, max_length=100)
+
+
+class LayerRecord(Lenient):
+    depth: int
+    type: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    output_shape: list[int] = Field(default_factory=list, max_length=10)
+    params: int = Field(ge=0)
+    leaf: bool
+
+
+class LayerSummary(Lenient):
+    input_shape: list[int] | None = None
+    rows: list[LayerRecord] = Field(default_factory=list, max_length=2000)
+    error: str | None = Field(default=None, max_length=5000)
+
+
+class ParameterInfo(Lenient):
+    name: str = Field(max_length=500)
+    shape: list[int]
+    trainable: bool
+
+
+class MeasuredModel(Lenient):
+    id: str
+    ok: bool
+    error: str | None = Field(default=None, max_length=5000)
+    rebuilt_from: str | None = Field(default=None, max_length=500)
+    parameters: list[ParameterInfo] = Field(default_factory=list, max_length=10000)
+    summary: LayerSummary | None = None
+    logits: dict[str, dict[str, str]] = Field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+class CleanroomResults(Lenient):
+    programs: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    models: list[MeasuredModel] = Field(default_factory=list, max_length=200)
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def read_json(path: Path, schema: type[Schema], what: str) -> Schema:
+    if not path.is_file() or path.is_symlink():
+        raise ResultError(f"{what} was not produced ({path.name} missing)")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ResultError(f"{what} is {size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit")
+    try:
+        return schema.model_validate(json.loads(path.read_bytes()))
+    except (ValueError, ValidationError) as error:
+        first = str(error).splitlines()[0][:300]
+        raise ResultError(f"{what} is malformed: {first}") from None
+
+
+def contained(base: Path, relative: str) -> Path:
+    """``base/relative``, refusing absolute paths, '..' and symlinks out of ``base``."""
+    parts = PurePosixPath(relative)
+    if parts.is_absolute() or ".." in parts.parts or not relative:
+        raise ResultError(f"result path {relative!r} escapes the results directory")
+    path = base / parts
+    if path.is_symlink() or not path.resolve().is_relative_to(base.resolve()):
+        raise ResultError(f"result path {relative!r} is a link out of the results directory")
+    return path
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file (the header only; no pickle)."""
+    if not path.is_file():
+        raise ResultError(f"weights file {path.name} is missing")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise ResultError(f"weights file {path.name} is over {MAX_WEIGHTS_BYTES:,} bytes")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ResultError(f"weights file {path.name} is not a valid safetensors file: {error}") from None
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def read_logits(path: Path, rows: int) -> np.ndarray:
+    if not path.is_file() or path.is_symlink():
+        raise ResultError(f"logits file {path.name} is missing")
+    if path.stat().st_size > MAX_LOGITS_BYTES:
+        raise ResultError(f"logits file {path.name} is over {MAX_LOGITS_BYTES:,} bytes")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise ResultError(f"logits file {path.name} is not a plain array: {error}") from None
+    if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.floating):
+        raise ResultError(f"logits file {path.name} has shape {array.shape} {array.dtype}, expected ({rows}, classes)")
+    return array
