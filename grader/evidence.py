@@ -16,7 +16,7 @@ from grader.fsutil import atomic_write_text
 
 EVIDENCE_SCHEMA = 1
 CellStatus = Literal["ok", "error", "timeout", "not_run"]
-FileStatus = Literal["completed", "timeout", "crashed", "memory", "invalid", "error"]
+FileStatus = Literal["completed", "timeout", "memory", "processes", "crashed", "invalid", "error"]
 
 
 class Record(BaseModel):

@@ -58,7 +58,7 @@ def _check_notebook(path: Path) -> str | None:
         raw = json.loads(path.read_bytes())
     except (UnicodeDecodeError, ValueError) as error:
         return f"is not a notebook: not valid JSON ({str(error)[:120]}); re-download it from Jupyter/Colab"
-    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+    if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
         return "is JSON but not a Jupyter notebook (no 'cells'); hand in the .ipynb file itself"
     major = raw.get("nbformat")
     if major not in (3, 4):
@@ -163,8 +163,15 @@ def load_submission(path: Path) -> Submission:
     return submission
 
 
-def _is_student_folder(path: Path) -> bool:
+def _has_gradable_files(path: Path) -> bool:
     return any(p.suffix in GRADABLE for p in path.iterdir() if p.is_file() or p.is_symlink())
+
+
+def _is_class_folder(path: Path) -> bool:
+    """A class folder has student sub-folders; a student folder has the gradable files itself."""
+    subfolders = [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()
+                  and p.name not in IGNORED_DIRS and not p.name.startswith((".", "_")) and p.name != "data"]
+    return any(_has_gradable_files(folder) for folder in subfolders) or not _has_gradable_files(path)
 
 
 def discover(paths: list[Path]) -> list[Submission]:
@@ -177,7 +184,7 @@ def discover(paths: list[Path]) -> list[Submission]:
             if path.suffix not in GRADABLE:
                 raise IntakeError(f"{path}: not a notebook (.ipynb) or a Python module (.py)")
             submissions.append(load_submission(path))
-        elif _is_student_folder(path):
+        elif not _is_class_folder(path):
             submissions.append(load_submission(path))
         else:
             folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))

@@ -30,9 +30,14 @@ def publish_student(out_dir: Path, rubric: Rubric, rubric_name: str, evidence: E
     return Published(evidence, sheet, report)
 
 
-def publish_class(out_dir: Path, rubric: Rubric, published: list[Published]) -> Path:
+def publish_class(out_dir: Path, rubric: Rubric, marks: Marks | None) -> Path:
+    """The gradebook of every student in ``out_dir``, not only those of the last batch."""
+    graded = []
+    for _, evidence, _ in stored_evidence(out_dir):
+        if evidence is not None and evidence.profile in rubric.data_profiles:
+            graded.append((evidence, score(rubric, evidence, marks.for_student(evidence.student) if marks else None)))
     path = out_dir / "gradebook.csv"
-    write_gradebook(path, gradebook_frame(rubric, [(p.evidence, p.sheet) for p in published]))
+    write_gradebook(path, gradebook_frame(rubric, graded))
     return path
 
 

@@ -220,7 +220,7 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     except DeadKernelError:
         crashed_at = getattr(client, "_current_index", None)
         status, message = "crashed", f"the kernel died while running cell {crashed_at} (killed, out of memory, or exited)"
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         crashed_at = getattr(client, "_current_index", None)
         status, message = "timeout", f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s)"
     except RuntimeError as error:  # e.g. "Kernel didn't respond in 120 seconds"
@@ -230,27 +230,59 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
         limit_hit = launch.finish()
         if ipc_dir is not None:
             shutil.rmtree(ipc_dir, ignore_errors=True)
+    if status == "timeout" and crashed_at is not None:
+        tracker.timed_out.add(crashed_at)
     harvested = (work.out / "harvest.json").is_file()
-    if limit_hit == "memory":
-        status = "memory"
-        message = f"the notebook used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB) and " \
-                  f"its kernel was killed while running cell {crashed_at}"
-    elif limit_hit == "processes" and status == "crashed":
-        message += f"; it reached the limit of {limits.max_processes} processes"
+    cells = cell_records(nb, original, tracker, skipped, crashed_at if status == "crashed" else None)
+    status, message = verdict(status, message, cells, tracker, limit_hit, harvested, limits)
     if status in ("crashed", "error"):
         message += kernel_log_tail(log)
-    if status == "completed" and tracker.timed_out:
-        message = f"cell(s) {', '.join(map(str, sorted(tracker.timed_out)))} ran past the per-cell time limit " \
-                  f"({limits.cell_timeout_s:.0f} s) and were interrupted"
-    if status == "completed" and tracker.not_run:
-        status = "timeout"
-        message = (f"the notebook's total time limit ({limits.total_timeout_s:.0f} s) was reached; "
-                   f"{len(tracker.not_run)} cell(s) were not run")
-    if status == "completed" and not harvested:
-        message = "the grader's harvest step did not complete (see the last cell's error)"
-    cells = cell_records(nb, original, tracker, skipped, crashed_at if status in ("crashed", "timeout") else None)
     return RunResult(status=status, message=message, cells=cells, duration_s=round(time.monotonic() - started, 3),
                      harvested=harvested)
+
+
+def _is_memory_error(error: CellError) -> bool:
+    text = f"{error.ename}: {error.evalue}"
+    return error.ename in ("MemoryError", "OutOfMemoryError") or "can't allocate memory" in text \
+        or "not enough memory" in text
+
+
+def _is_process_limit(error: CellError) -> bool:
+    text = f"{error.ename}: {error.evalue}"
+    return error.ename == "BlockingIOError" or "can't start new thread" in text \
+        or "Resource temporarily unavailable" in text
+
+
+def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Tracker, limit_hit: str | None,
+            harvested: bool, limits: Limits) -> tuple[FileStatus, str]:
+    """How the run ended, in one status and one sentence for the report."""
+    def listed(indexes: list[int] | set[int]) -> str:
+        return ", ".join(map(str, sorted(indexes)))
+
+    memory = [c.index for c in cells if c.error and _is_memory_error(c.error)]
+    processes = [c.index for c in cells if c.error and _is_process_limit(c.error)]
+    if limit_hit == "memory":
+        return "memory", (f"the notebook used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB) "
+                          "and its kernel was killed")
+    if status != "completed":
+        if limit_hit == "processes":
+            message += f"; it reached its limit of {limits.max_processes} processes"
+        return status, message
+    if tracker.timed_out:
+        return "timeout", (f"cell(s) {listed(tracker.timed_out)} ran past the per-cell time limit "
+                           f"({limits.cell_timeout_s:.0f} s) and were interrupted; later cells still ran")
+    if tracker.not_run:
+        return "timeout", (f"the notebook's total time limit ({limits.total_timeout_s:.0f} s) was reached; "
+                           f"{len(tracker.not_run)} cell(s) were not run")
+    if memory:
+        return "memory", (f"cell(s) {listed(memory)} ran out of memory (limit {limits.memory_bytes / GiB:.0f} GiB "
+                          "per process); later cells still ran")
+    if processes or limit_hit == "processes":
+        where = f" in cell(s) {listed(processes)}" if processes else ""
+        return "processes", f"the notebook reached its limit of {limits.max_processes} processes{where}"
+    if not harvested:
+        return "completed", "the grader's harvest step did not complete (see the last cell's error)"
+    return "completed", ""
 
 
 def kernel_log_tail(log: Path, lines: int = 3) -> str:

@@ -24,7 +24,7 @@ def _markdown() -> MarkdownIt:
 
 
 def markdown_filter(text: str) -> Markup:
-    return Markup(_markdown().render(text))  # noqa: S704 - markdown-it escapes raw HTML (html=False)
+    return Markup(_markdown().render(text))
 
 
 def score_text(item: ItemScore) -> str:

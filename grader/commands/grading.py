@@ -1,0 +1,281 @@
+"""Commands that grade: data, grade, rescore, calibrate, rubric check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from grader.batch import Outcome, default_threads, default_workers, run_batch
+from grader.calibrate import CalibrationError, propose, write_thresholds
+from grader.cli import (
+    EXIT_INCOMPLETE,
+    EXIT_INPUT,
+    EXIT_OK,
+    cache_option,
+    cli,
+    err,
+    fail,
+    load_inputs,
+    mapped_errors,
+    marks_option,
+    mnist_dir_option,
+    out,
+    out_option,
+    profile_option,
+    progress_bar,
+    rubric_option,
+)
+from grader.collect import Settings, training_plan
+from grader.data import DEFAULT_PROFILE, PROFILES, provision
+from grader.execute.sandbox import GiB, Limits
+from grader.execute.select import SANDBOX_CHOICES, choose_sandbox
+from grader.execute.workdir import install_runtime
+from grader.intake import discover
+from grader.marks import Marks
+from grader.outputs import Published, publish_class, publish_student, stored_evidence
+from grader.rubric import Rubric, load_rubric
+
+
+def _summary(published: list[Published], outcomes: dict[str, Outcome], out_dir: Path) -> int:
+    table = Table(title=f"Graded {len(published)} submission(s) into {out_dir}", title_justify="left")
+    for column in ("student", "total", "run", "notes"):
+        table.add_column(column)
+    incomplete = 0
+    for item in sorted(published, key=lambda p: p.sheet.student):
+        evidence = item.evidence
+        runs = [f"{f.path}: {f.status}" for f in evidence.files if f.status != "completed"]
+        if evidence.status != "ok":
+            incomplete += 1
+        outcome = outcomes.get(evidence.student)
+        notes = "; ".join([*(p.splitlines()[0] for p in evidence.problems), *runs])
+        table.add_row(evidence.student, item.sheet.total_label,
+                      "error" if evidence.status != "ok" else (outcome.status if outcome else "rescored"),
+                      notes[:160])
+    out.print(table)
+    if incomplete:
+        err.print(f"[bold red]{incomplete} submission(s) could not be graded[/]; their reports say why.")
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+
+@cli.command()
+@click.option("--profile", "profiles", multiple=True, default=[DEFAULT_PROFILE], show_default=True,
+              type=click.Choice([*PROFILES, "all"]), help="Profile(s) to provision; repeat or use 'all'.")
+@mnist_dir_option
+@cache_option
+def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | None) -> None:
+    """Provision MNIST offline in torchvision's raw layout (idempotent).
+
+    \b
+    Example:
+      grader data                          # the embedded default (no network needed)
+      grader data --profile full --mnist-dir ~/mnist-raw
+    """
+    wanted = list(PROFILES) if "all" in profiles else list(dict.fromkeys(profiles))
+    if "all" in profiles and mnist_dir is None:
+        wanted.remove("full")
+        err.print("[yellow]skipping 'full': it needs --mnist-dir (or a machine that can download MNIST)[/]")
+    for name in wanted:
+        with mapped_errors():
+            dataset = provision(name, cache_dir, mnist_dir if name == "full" else None)
+        sizes = dataset.manifest["sizes"]
+        out.print(f"[bold]{name}[/]: {dataset.root}\n  notebook sees data/MNIST/raw with {sizes['public_train']:,} "
+                  f"training and {sizes['public_test']:,} test images; measured on {sizes['eval_holdout']:,} "
+                  f"held-out images\n  source: {dataset.manifest['source']}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@rubric_option
+@out_option
+@marks_option
+@profile_option
+@mnist_dir_option
+@cache_option
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Submissions graded in parallel [default: CPU cores, at most 8].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per student process [default: cores / workers].")
+@click.option("--sandbox", "sandbox_mode", type=click.Choice(SANDBOX_CHOICES), default="bubblewrap",
+              show_default=True,
+              help="Isolation for student code. 'none' runs it as your own user with only time and "
+                   "memory limits: use it only where bubblewrap cannot run, for code you trust.")
+@click.option("--cell-timeout", type=click.FloatRange(min=1), default=Limits.cell_timeout_s, show_default=True,
+              help="Seconds one notebook cell may run before it is interrupted.")
+@click.option("--timeout", "total_timeout", type=click.FloatRange(min=1), default=Limits.total_timeout_s,
+              show_default=True, help="Seconds one notebook or module may run in all.")
+@click.option("--memory-gb", type=click.FloatRange(min=1), default=Limits.memory_bytes / GiB, show_default=True,
+              help="Memory (address space) limit of each student process, in GiB.")
+@click.option("--max-processes", type=click.IntRange(min=16), default=Limits.max_processes, show_default=True,
+              help="Processes and threads a sandboxed submission may have.")
+@click.option("--force", is_flag=True, help="Re-run submissions even when stored evidence is up to date.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the clean-room measurement.")
+def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
+          mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
+          sandbox_mode: str, cell_timeout: float, total_timeout: float, memory_gb: float, max_processes: int,
+          force: bool, seed: int) -> None:
+    """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
+
+    \b
+    Example:
+      grader grade submissions/ --rubric rubric/hw4.yaml --out reports/
+      grader grade submissions/aditya_singh --rubric rubric/hw4.yaml --out reports/ --marks marks.yaml
+    """
+    rubric, marks = load_inputs(rubric_path, marks_path)
+    limits = Limits(cell_timeout_s=cell_timeout, total_timeout_s=total_timeout,
+                    memory_bytes=int(memory_gb * GiB), max_processes=max_processes)
+    published, outcomes = _run_batch(
+        list(paths), rubric, rubric_path, marks, out_dir, profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir,
+        workers=workers, threads=threads, sandbox_mode=sandbox_mode, limits=limits, force=force, seed=seed)
+    sys.exit(_summary(published, outcomes, out_dir))
+
+
+def _run_batch(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | None, out_dir: Path, *,
+               profile: str, mnist_dir: Path | None, cache_dir: Path | None, workers: int | None,
+               threads: int | None, sandbox_mode: str, limits: Limits, force: bool, seed: int,
+               ) -> tuple[list[Published], dict[str, Outcome]]:
+    """Collect (or reuse) evidence for every submission, publishing each report as it completes."""
+    if profile not in rubric.data_profiles:
+        fail(f"{rubric_path}: the rubric has no thresholds for data profile {profile!r} "
+             f"(it covers {', '.join(rubric.data_profiles)})", EXIT_INPUT)
+    with mapped_errors():
+        submissions = discover(paths)
+        dataset = provision(profile, cache_dir, mnist_dir)
+        sandbox = choose_sandbox(sandbox_mode)
+    workers = workers or default_workers()
+    work_root = out_dir / ".work"
+    settings = Settings(dataset=dataset, work_root=work_root, runtime=install_runtime(work_root / "runtime"),
+                        sandbox=sandbox, limits=limits, plan=training_plan(rubric),
+                        threads=threads or default_threads(workers), seed=seed)
+    err.print(f"grading {len(submissions)} submission(s) on '{profile}' data, sandbox: {sandbox.name}, "
+              f"{workers} worker(s) x {settings.threads} thread(s)")
+    published: list[Published] = []
+    outcomes: dict[str, Outcome] = {}
+    with progress_bar() as progress:
+        task = progress.add_task("grading", total=len(submissions))
+
+        def on_done(outcome: Outcome) -> None:
+            assert outcome.evidence is not None
+            item = publish_student(out_dir, rubric, str(rubric_path), outcome.evidence, marks)
+            published.append(item)
+            outcomes[outcome.student] = outcome
+            progress.console.print(f"  {outcome.student}: {item.sheet.total_label} ({outcome.status})")
+            progress.advance(task)
+
+        run_batch(submissions, settings, out_dir, workers=workers, force=force, on_done=on_done)
+    publish_class(out_dir, rubric, marks)
+    return published, outcomes
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@rubric_option
+@profile_option
+@click.option("--margin", type=click.FloatRange(min=0, max=0.5), default=0.03, show_default=True,
+              help="Subtracted from the lowest measured accuracy.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where the calibration runs keep their evidence [default: reports/calibration-PROFILE].")
+@click.option("--write", is_flag=True, help="Write the proposed thresholds into the rubric file.")
+@mnist_dir_option
+@cache_option
+@click.option("--sandbox", "sandbox_mode", type=click.Choice(SANDBOX_CHOICES), default="bubblewrap",
+              show_default=True, help="Isolation for the calibration runs (see 'grader grade --help').")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Submissions graded in parallel.")
+def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: float, out_dir: Path | None,
+              write: bool, mnist_dir: Path | None, cache_dir: Path | None, sandbox_mode: str,
+              workers: int | None) -> None:
+    """Propose accuracy thresholds for a data profile from submissions that deserve full marks.
+
+    \b
+    Example:
+      grader calibrate reference_solutions submissions/aditya_singh --rubric rubric/hw4.yaml --profile embedded
+    """
+    rubric, _ = load_inputs(rubric_path, None)
+    out_dir = out_dir or Path("reports") / f"calibration-{profile}"
+    published, _ = _run_batch(list(paths), rubric, rubric_path, None, out_dir, profile=profile, mnist_dir=mnist_dir,
+                              cache_dir=cache_dir, workers=workers, threads=None, sandbox_mode=sandbox_mode,
+                              limits=Limits(), force=False, seed=0)
+    try:
+        proposals = propose(rubric, [p.evidence for p in published], profile, margin)
+    except CalibrationError as error:
+        fail(str(error), EXIT_INCOMPLETE)
+    table = Table(title=f"Thresholds for '{profile}' (lowest measured - {margin:g})", title_justify="left")
+    for column in ("model", "measured (student: train / test)", "proposed train / test", "rubric now"):
+        table.add_column(column)
+    for proposal in proposals:
+        measured = "\n".join(f"{m.student}: {m.train:.3f} / {m.test:.3f}" for m in proposal.measurements)
+        now = f"{proposal.current_train} / {proposal.current_test}"
+        table.add_row(proposal.model, measured, f"{proposal.train:.2f} / {proposal.test:.2f}", now)
+    out.print(table)
+    if write:
+        try:
+            write_thresholds(rubric_path, proposals)
+        except CalibrationError as error:
+            fail(str(error), EXIT_INPUT)
+        out.print(f"wrote the '{profile}' thresholds into {rubric_path}; run 'grader rescore' to apply them")
+    else:
+        out.print("pass --write to put them into the rubric")
+
+
+@cli.command()
+@rubric_option
+@out_option
+@marks_option
+def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None) -> None:
+    """Score and render again from stored evidence: no notebook is run.
+
+    Use it after editing the rubric (thresholds, lines) or the TA marks.
+
+    \b
+    Example:
+      grader rescore --rubric rubric/hw4.yaml --out reports/ --marks marks.yaml
+    """
+    rubric, marks = load_inputs(rubric_path, marks_path)
+    stored = stored_evidence(out_dir)
+    if not stored:
+        fail(f"{out_dir}: no */evidence.json found; run 'grader grade' first", EXIT_INPUT)
+    published = []
+    for path, evidence, problem in stored:
+        if evidence is None:
+            err.print(f"[red]skipped[/] {problem}")
+            continue
+        if evidence.profile not in rubric.data_profiles:
+            err.print(f"[red]skipped[/] {path}: data profile {evidence.profile!r} is not in the rubric")
+            continue
+        published.append(publish_student(out_dir, rubric, str(rubric_path), evidence, marks))
+    publish_class(out_dir, rubric, marks)
+    code = _summary(published, {}, out_dir)
+    if any(evidence is None for _, evidence, _ in stored):
+        code = code or EXIT_INCOMPLETE
+    sys.exit(code)
+
+
+@cli.group()
+def rubric() -> None:
+    """Inspect rubric files."""
+
+
+@rubric.command("check")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def rubric_check(path: Path) -> None:
+    """Validate a rubric and print its items.
+
+    \b
+    Example:
+      grader rubric check rubric/hw4.yaml
+    """
+    with mapped_errors():
+        loaded = load_rubric(path)
+    table = Table(title=f"{loaded.assignment.title}: {loaded.total_points:g} points", title_justify="left")
+    for column in ("item", "points", "grading", "rubric lines"):
+        table.add_column(column)
+    for item in loaded.items():
+        lines = "; ".join(f"{line.text} ({line.points:g})" for line in item.lines)
+        table.add_row(item.id, f"{item.points:g}", item.grading + (" (hidden)" if item.hidden else ""), lines)
+    out.print(table)
+
+

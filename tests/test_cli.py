@@ -1,0 +1,77 @@
+"""The command line: every command has help and is documented; errors map to exit codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, RUBRIC
+
+from grader.cli import EXIT_ENVIRONMENT, EXIT_INPUT, cli
+
+
+def commands(group: click.Group, prefix: str = "") -> list[str]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += commands(command, f"{prefix}{name} ")
+        else:
+            found.append(f"{prefix}{name}")
+    return found
+
+
+ALL = commands(cli)
+
+
+@pytest.mark.parametrize("command", ALL)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(cli, [*command.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output, f"'grader {command} --help' shows no example"
+
+
+@pytest.mark.parametrize("command", ALL)
+def test_every_command_is_in_the_readme(command: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"grader {command}" in readme, f"README.md does not document 'grader {command}'"
+
+
+def test_every_option_of_grade_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command_name in ALL:
+        command = cli
+        for part in command_name.split():
+            command = command.commands[part]  # type: ignore[attr-defined]
+        for param in command.params:
+            if isinstance(param, click.Option):
+                flag = max(param.opts, key=len)
+                assert flag in readme, f"README.md does not mention {flag} of 'grader {command_name}'"
+
+
+def test_invalid_rubric_exits_with_the_input_code(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RUBRIC.read_text().replace("points: 2\n", "pointz: 2\n", 1))
+    result = CliRunner().invoke(cli, ["rubric", "check", str(bad)])
+    assert result.exit_code == EXIT_INPUT
+    assert re.search(r"Error: .*bad.yaml: invalid rubric", result.output)
+    assert "pointz: unknown key" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_rescore_without_evidence(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["rescore", "--rubric", str(RUBRIC), "--out", str(tmp_path)])
+    assert result.exit_code == EXIT_INPUT and "no */evidence.json found" in result.output
+
+
+def test_full_profile_offline_says_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["data", "--profile", "full", "--mnist-dir", str(tmp_path),
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == EXIT_ENVIRONMENT and "no train-images-idx3-ubyte" in result.output
+
+
+def test_rubric_check_lists_items() -> None:
+    result = CliRunner().invoke(cli, ["rubric", "check", str(RUBRIC)])
+    assert result.exit_code == 0 and "DS5220 Homework 4: 100 points" in result.output
