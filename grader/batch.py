@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from grader import __version__
-from grader.collect import Settings, collect_evidence, environment, plan_sha256
+from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files
 from grader.evidence import Evidence, read_evidence, write_evidence
 from grader.intake import Submission
 from grader.results import ResultError, contained
@@ -96,7 +96,8 @@ def failure_evidence(submission: Submission, settings: Settings, message: str) -
         grader_version=__version__, student=submission.student, submission_sha256=submission.sha256,
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
         environment=environment(settings.sandbox.name, settings.threads), status="error",
-        problems=[*submission.problems, message], started_at=now, duration_s=0.0, seed=settings.seed,
+        problems=[*submission.problems, message], files=refused_files(submission), started_at=now,
+        duration_s=0.0, seed=settings.seed,
     )
 
 

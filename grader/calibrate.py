@@ -65,10 +65,15 @@ def propose(rubric: Rubric, evidence: list[Evidence], profile: str, margin: floa
     for key in calibrated_models(rubric):
         measurements = []
         for item in evidence:
-            match = match_model(rubric.models[key], item.models)
-            if match is not None and match.model.accuracy is not None and item.profile == profile:
-                accuracy = match.model.accuracy
-                measurements.append(Measurement(item.student, match.model.id, accuracy.train, accuracy.test))
+            if item.profile != profile:
+                continue
+            # every file counts (a reference in notebook and module form gives two measurements);
+            # within a file, its best instance (an untrained copy beside the trained one is not the answer)
+            for file in sorted({m.file for m in item.models}):
+                match = match_model(rubric.models[key], [m for m in item.models if m.file == file])
+                if match is not None and match.model.accuracy is not None:
+                    accuracy = match.model.accuracy
+                    measurements.append(Measurement(item.student, match.model.id, accuracy.train, accuracy.test))
         if not measurements:
             raise CalibrationError(f"no calibration submission has a measurable {rubric.models[key].class_name} "
                                    f"on the '{profile}' profile")

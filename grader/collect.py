@@ -26,11 +26,12 @@ from grader import __version__
 from grader.claims import check_claims, parse_claims
 from grader.data import DataSet
 from grader.definitions import extract
-from grader.evidence import Cell, Claim, Environment, Evidence, FileEvidence
+from grader.evidence import Cell, Claim, Environment, Evidence, FileEvidence, LoggedCurve
 from grader.execute.magics import as_python
 from grader.execute.module import run_module
 from grader.execute.notebook import RunResult, run_notebook
-from grader.execute.sandbox import Limits, Mount, Sandbox
+from grader.execute.cgroups import Cgroup
+from grader.execute.sandbox import Limits, Mount, Sandbox, describe_limits
 from grader.execute.workdir import make_workdir
 from grader.intake import Submission, SubmissionFile
 from grader.measure import HarvestedFile, measure_models
@@ -75,6 +76,11 @@ def environment(sandbox: str, threads: int) -> Environment:
         torchvision=importlib.metadata.version("torchvision"), platform=platform.platform(terse=True),
         device=device, cuda=cuda, threads=threads, sandbox=sandbox,
     )
+
+
+@functools.cache
+def memory_cap() -> str:
+    return Cgroup.probe()
 
 
 def _claims(cells: list[Cell]) -> list[Claim]:
@@ -125,8 +131,19 @@ def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
         path=file.relative, kind=file.kind, sha256=file.sha256, status=result.status, message=message,
         duration_s=result.duration_s, cells=result.cells, claims=_claims(result.cells),
         definition_problems=[f"not valid Python, skipped: {u}" for u in definitions.unparsable],
+        curves=[LoggedCurve(**curve.model_dump()) for curve in harvest.curves] if harvest else [],
     )
     return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest, out_dir=work.out)
+
+
+def refused_files(submission: Submission) -> list[FileEvidence]:
+    """Files intake refused, as evidence with status 'invalid' and the reason."""
+    kinds = {".ipynb": "notebook", ".py": "module"}
+    return [
+        FileEvidence(path=refusal.path, kind=kinds.get(Path(refusal.path).suffix, "other"),  # type: ignore[arg-type]
+                     sha256="", status="invalid", message=refusal.reason)
+        for refusal in submission.refused
+    ]
 
 
 def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
@@ -134,7 +151,7 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     problems = list(submission.problems)
     if not submission.files:
         problems.append("nothing to grade: no notebook (.ipynb) or module (.py) could be accepted")
-    files, harvested = [], []
+    files, harvested = refused_files(submission), []
     for file in submission.files:
         evidence, harvest = _run_file(file, submission, settings)
         files.append(evidence)
@@ -147,6 +164,8 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     if message:
         problems.append(message)
     for file in files:
+        if file.status == "invalid":
+            continue
         file.definition_problems += definition_problems.get(file.path, [])
         file.claim_checks = check_claims(file.claims, [m for m in models if m.file == file.path],
                                          settings.claim_tolerance)
@@ -155,6 +174,7 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
         environment=environment(settings.sandbox.name, settings.threads),
         status="ok" if submission.files else "error", problems=problems, files=files, models=models,
-        seed=settings.seed, started_at=started.isoformat(timespec="seconds"),
+        seed=settings.seed, limits=describe_limits(settings.limits, memory_cap()),
+        started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - clock, 3),
     )

@@ -60,9 +60,17 @@ class ClaimCheck(Record):
     note: str
 
 
+class LoggedCurve(Record):
+    """A numeric list the code kept in a global named like ``*loss*`` or ``*counter*`` (for the loss plot)."""
+
+    name: str
+    values: list[float]
+    length: int = 0  # before the harvest thinned it to at most 10,000 values
+
+
 class FileEvidence(Record):
     path: str  # relative to the submission
-    kind: Literal["notebook", "module"]
+    kind: Literal["notebook", "module", "other"]
     sha256: str
     status: FileStatus
     message: str = ""
@@ -71,6 +79,7 @@ class FileEvidence(Record):
     claims: list[Claim] = Field(default_factory=list)
     claim_checks: list[ClaimCheck] = Field(default_factory=list)
     definition_problems: list[str] = Field(default_factory=list)
+    curves: list[LoggedCurve] = Field(default_factory=list)
 
 
 class LayerRow(Record):
@@ -131,6 +140,7 @@ class Evidence(Record):
     files: list[FileEvidence] = Field(default_factory=list)
     models: list[ModelEvidence] = Field(default_factory=list)
     seed: int = 0
+    limits: dict[str, float | int | str] = Field(default_factory=dict)
     started_at: str
     duration_s: float
 

@@ -39,13 +39,23 @@ class SubmissionFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Refusal:
+    path: str  # relative to the submission
+    reason: str  # "refused: ..." with what to do
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 @dataclass
 class Submission:
     student: str
     root: Path  # the folder (or, for a single file, its parent)
     files: list[SubmissionFile] = field(default_factory=list)  # run and graded
     support: list[Path] = field(default_factory=list)  # copied beside them (helper modules, data files)
-    problems: list[str] = field(default_factory=list)  # files refused, and why
+    refused: list[Refusal] = field(default_factory=list)  # files that cannot be graded, and why
+    problems: list[str] = field(default_factory=list)  # problems with the submission as a whole
     sha256: str = ""
 
     @property
@@ -102,45 +112,55 @@ def _imports_of_notebook(path: Path) -> set[str]:
     return names
 
 
-def _walk(root: Path, problems: list[str]) -> list[Path]:
+def _refusal(path: Path, relative: Path) -> str | None:
+    """Why this path cannot be accepted, or None."""
+    if path.is_symlink():
+        return "refused: symbolic links are not accepted in a submission (hand in the file itself)"
+    if path.is_dir():
+        return None
+    if not path.is_file():
+        return "refused: not a regular file"
+    if not all(_SAFE_NAME.match(part) for part in relative.parts):
+        return ("refused: the file name has characters other than letters, digits, spaces and .,()+@=-_ ; "
+                "rename it")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return (f"refused: {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit (clear the notebook's outputs "
+                "and hand it in again)")
+    return None
+
+
+def _walk(root: Path, refused: list[Refusal]) -> list[Path]:
     found: list[Path] = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if any(part in IGNORED_DIRS or part.startswith(".") for part in relative.parts):
             continue
-        if relative.parts[0] == "data" and len(relative.parts) > 0:
+        if relative.parts[0] == "data":
             continue  # a local MNIST copy: the grader provides data/
-        if path.is_symlink():
-            problems.append(f"{relative}: refused: symbolic links are not accepted in a submission (hand in the file itself)")
-            continue
-        if path.is_dir():
-            continue
-        if not path.is_file():
-            problems.append(f"{relative}: refused: not a regular file")
-            continue
-        if not all(_SAFE_NAME.match(part) for part in relative.parts):
-            problems.append(f"{relative!s:.80}: refused: the file name has characters other than letters, digits, "
-                            "spaces and .,()+@=-_ ; rename it")
-            continue
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            problems.append(f"{relative}: refused: {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit "
-                            "(clear the notebook's outputs and hand it in again)")
-            continue
-        found.append(path)
+        reason = _refusal(path, relative)
+        if reason:
+            refused.append(Refusal(ascii(str(relative))[1:-1][:120], reason))
+        elif path.is_file():
+            found.append(path)
+    if len(found) > MAX_SUBMISSION_FILES:
+        refused.append(Refusal(".", f"refused: only the first {MAX_SUBMISSION_FILES} files are accepted"))
     return found[:MAX_SUBMISSION_FILES]
 
 
 def load_submission(path: Path) -> Submission:
     """One student: a folder or a single notebook/module file."""
-    if path.is_file():
-        root, candidates, problems = path.parent, [path], []
-        student = path.stem
+    refused: list[Refusal] = []
+    if path.is_file() or path.is_symlink():
+        root, student = path.parent, path.stem
+        reason = _refusal(path, Path(path.name))
+        candidates = [] if reason else [path]
+        if reason:
+            refused.append(Refusal(ascii(path.name)[1:-1], reason))
     else:
-        problems = []
         root, student = path, path.name
-        candidates = _walk(path, problems)
-    submission = Submission(student=student, root=root, problems=problems)
+        candidates = _walk(path, refused)
+    submission = Submission(student=student, root=root, refused=refused)
     if not _STUDENT_ID.match(student):
         submission.problems.append(f"{path.name!r}: the folder name is not a usable student id "
                                    "(letters, digits and ._@- only)")
@@ -155,7 +175,7 @@ def load_submission(path: Path) -> Submission:
             continue
         problem = _check_notebook(candidate) if kind == "notebook" else _check_module(candidate)
         if problem:
-            submission.problems.append(f"{relative}: refused: {relative} {problem}")
+            submission.refused.append(Refusal(relative, f"refused: {relative} {problem}"))
             continue
         submission.files.append(SubmissionFile(candidate, relative, kind, sha256_file(candidate)))  # type: ignore[arg-type]
     if submission.files or submission.support:

@@ -13,12 +13,14 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors import SafetensorError, safe_open
 
 MAX_JSON_BYTES = 4 << 20
 MAX_WEIGHTS_BYTES = 512 << 20
 MAX_LOGITS_BYTES = 64 << 20
+MAX_CURVES = 8
+MAX_CURVE_VALUES = 10_000
 
 
 class ResultError(RuntimeError):
@@ -38,9 +40,25 @@ class HarvestedModel(Lenient):
     error: str | None = Field(default=None, max_length=2000)
 
 
+class HarvestedCurve(Lenient):
+    """A list of finite numbers kept in a global named like ``*loss*``/``*counter*`` (harvest.py's rules)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+    values: list[float] = Field(max_length=MAX_CURVE_VALUES)
+    length: int = Field(default=0, ge=0)
+
+    @field_validator("values")
+    @classmethod
+    def _finite(cls, values: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("non-finite value")
+        return values
+
+
 class Harvest(Lenient):
     models: list[HarvestedModel] = Field(default_factory=list, max_length=50)
     normalize: list[tuple[list[float], list[float]]] = Field(default_factory=list, max_length=5)
+    curves: list[HarvestedCurve] = Field(default_factory=list, max_length=MAX_CURVES)
 
 
 class RunnerStep(Lenient):

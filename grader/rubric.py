@@ -204,6 +204,17 @@ class Question(Strict):
     items: tuple[Item, ...] = Field(min_length=1)
 
 
+class LimitsSpec(Strict):
+    """Resource limits for this assignment's student processes; CLI options override them."""
+
+    cell_timeout_s: float | None = Field(default=None, gt=0)
+    total_timeout_s: float | None = Field(default=None, gt=0)
+    memory_gb: float | None = Field(default=None, gt=0)
+    max_processes: int | None = Field(default=None, ge=16)
+    max_file_mb: float | None = Field(default=None, gt=0)
+    max_output_mb: float | None = Field(default=None, gt=0)
+
+
 class Assignment(Strict):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     title: str
@@ -214,6 +225,7 @@ class Rubric(Strict):
     schema_version: int
     assignment: Assignment
     data_profiles: tuple[str, ...] = Field(min_length=1)
+    limits: LimitsSpec = LimitsSpec()
     models: dict[str, ModelSpec] = {}
     text_checks: dict[str, TextCheck] = {}
     questions: tuple[Question, ...] = Field(min_length=1)

@@ -63,16 +63,16 @@ def test_bad_files_are_refused_with_the_file_and_the_problem(tmp_path: Path, nam
     (tmp_path / "ana" / name).write_bytes(content)
     submission = load_submission(tmp_path / "ana")
     assert [f.relative for f in submission.files] == ["good.ipynb"]
-    assert any(message in problem for problem in submission.problems), submission.problems
+    assert any(message in str(refusal) for refusal in submission.refused), submission.refused
 
 
 def test_symlinks_and_odd_names_are_refused(tmp_path: Path) -> None:
     notebook(tmp_path / "ana" / "good.ipynb")
     os.symlink("/etc/passwd", tmp_path / "ana" / "passwd.py")
     (tmp_path / "ana" / "we\nird.py").write_text("x = 1\n")
-    problems = load_submission(tmp_path / "ana").problems
-    assert any("passwd.py: refused: symbolic links are not accepted" in p for p in problems)
-    assert any("file name has characters other than" in p for p in problems)
+    refused = [str(r) for r in load_submission(tmp_path / "ana").refused]
+    assert any("passwd.py: refused: symbolic links are not accepted" in r for r in refused)
+    assert any("we\\nird.py: refused: the file name has characters other than" in r for r in refused), refused
 
 
 def test_oversized_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +81,7 @@ def test_oversized_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(intake, "MAX_FILE_BYTES", 100)
     notebook(tmp_path / "ana" / "big.ipynb", "x = 1  # " + "a" * 200)
     submission = load_submission(tmp_path / "ana")
-    assert submission.files == [] and "over the 100-byte limit" in submission.problems[0]
+    assert submission.files == [] and "over the 100-byte limit" in submission.refused[0].reason
 
 
 def test_a_local_mnist_copy_is_ignored(tmp_path: Path) -> None:

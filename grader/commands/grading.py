@@ -30,7 +30,7 @@ from grader.cli import (
 )
 from grader.collect import Settings, training_plan
 from grader.data import DEFAULT_PROFILE, PROFILES, provision
-from grader.execute.sandbox import GiB, Limits
+from grader.execute.sandbox import GiB, Limits, MiB, resolve_limits
 from grader.execute.select import SANDBOX_CHOICES, choose_sandbox
 from grader.execute.workdir import install_runtime
 from grader.intake import discover
@@ -104,20 +104,25 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
               show_default=True,
               help="Isolation for student code. 'none' runs it as your own user with only time and "
                    "memory limits: use it only where bubblewrap cannot run, for code you trust.")
-@click.option("--cell-timeout", type=click.FloatRange(min=1), default=Limits.cell_timeout_s, show_default=True,
-              help="Seconds one notebook cell may run before it is interrupted.")
-@click.option("--timeout", "total_timeout", type=click.FloatRange(min=1), default=Limits.total_timeout_s,
-              show_default=True, help="Seconds one notebook or module may run in all.")
-@click.option("--memory-gb", type=click.FloatRange(min=1), default=Limits.memory_bytes / GiB, show_default=True,
-              help="Memory (address space) limit of each student process, in GiB.")
-@click.option("--max-processes", type=click.IntRange(min=16), default=Limits.max_processes, show_default=True,
-              help="Processes and threads a sandboxed submission may have.")
+@click.option("--cell-timeout", type=click.FloatRange(min=1), default=None,
+              help=f"Seconds one notebook cell may run before it is interrupted [rubric, else {Limits.cell_timeout_s:g}].")
+@click.option("--timeout", "total_timeout", type=click.FloatRange(min=1), default=None,
+              help=f"Seconds one notebook or module may run in all [rubric, else {Limits.total_timeout_s:g}].")
+@click.option("--memory-gb", type=click.FloatRange(min=1), default=None,
+              help=f"Memory limit of each student process, GiB [rubric, else {Limits.memory_bytes / GiB:g}].")
+@click.option("--max-processes", type=click.IntRange(min=16), default=None,
+              help=f"Processes and threads a sandboxed submission may have [rubric, else {Limits.max_processes}].")
+@click.option("--max-file-mb", type=click.FloatRange(min=1), default=None,
+              help=f"Largest file a student process may write, MiB [rubric, else {Limits.max_file_bytes / MiB:g}].")
+@click.option("--max-output-mb", type=click.FloatRange(min=0.1), default=None,
+              help=f"Notebook output kept, MiB [rubric, else {Limits.max_output_bytes / MiB:g}].")
 @click.option("--force", is_flag=True, help="Re-run submissions even when stored evidence is up to date.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the clean-room measurement.")
 def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
           mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
-          sandbox_mode: str, cell_timeout: float, total_timeout: float, memory_gb: float, max_processes: int,
-          force: bool, seed: int) -> None:
+          sandbox_mode: str, cell_timeout: float | None, total_timeout: float | None, memory_gb: float | None,
+          max_processes: int | None, max_file_mb: float | None, max_output_mb: float | None, force: bool,
+          seed: int) -> None:
     """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
 
     \b
@@ -126,8 +131,13 @@ def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path:
       grader grade submissions/aditya_singh --rubric rubric/hw4.yaml --out reports/ --marks marks.yaml
     """
     rubric, marks = load_inputs(rubric_path, marks_path)
-    limits = Limits(cell_timeout_s=cell_timeout, total_timeout_s=total_timeout,
-                    memory_bytes=int(memory_gb * GiB), max_processes=max_processes)
+    limits = resolve_limits(**{
+        **rubric.limits.model_dump(),
+        **{key: value for key, value in {
+            "cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout, "memory_gb": memory_gb,
+            "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb,
+        }.items() if value is not None},
+    })
     published, outcomes = _run_batch(
         list(paths), rubric, rubric_path, marks, out_dir, profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir,
         workers=workers, threads=threads, sandbox_mode=sandbox_mode, limits=limits, force=force, seed=seed)
@@ -198,7 +208,7 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
     out_dir = out_dir or Path("reports") / f"calibration-{profile}"
     published, _ = _run_batch(list(paths), rubric, rubric_path, None, out_dir, profile=profile, mnist_dir=mnist_dir,
                               cache_dir=cache_dir, workers=workers, threads=None, sandbox_mode=sandbox_mode,
-                              limits=Limits(), force=False, seed=0)
+                              limits=resolve_limits(**rubric.limits.model_dump()), force=False, seed=0)
     try:
         proposals = propose(rubric, [p.evidence for p in published], profile, margin)
     except CalibrationError as error:
@@ -207,7 +217,8 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
     for column in ("model", "measured (student: train / test)", "proposed train / test", "rubric now"):
         table.add_column(column)
     for proposal in proposals:
-        measured = "\n".join(f"{m.student}: {m.train:.3f} / {m.test:.3f}" for m in proposal.measurements)
+        measured = "\n".join(f"{m.model_id.split(':')[0]} ({m.student}): {m.train:.3f} / {m.test:.3f}"
+                             for m in proposal.measurements)
         now = f"{proposal.current_train} / {proposal.current_test}"
         table.add_row(proposal.model, measured, f"{proposal.train:.2f} / {proposal.test:.2f}", now)
     out.print(table)

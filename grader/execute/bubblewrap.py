@@ -73,7 +73,7 @@ class Bubblewrap(Sandbox):
                 mount.target.unlink()
             mount.target.mkdir(parents=True, exist_ok=True)  # an empty mount point
 
-    def _filesystem(self, mounts: Iterable[Mount]) -> list[str]:
+    def _filesystem(self, mounts: Iterable[Mount], limits: Limits) -> list[str]:
         args = ["--perms", "0755", "--tmpfs", "/"]
         created: set[Path] = {Path("/tmp"), Path("/dev"), Path("/proc")}  # mounted below
 
@@ -95,8 +95,9 @@ class Bubblewrap(Sandbox):
                 args += ["--ro-bind", link, link]
         for root in python_roots():
             args += [*directories_for(root), "--ro-bind", str(root), str(root)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", str(limits.max_tmp_bytes // 4), "--tmpfs", "/dev/shm"]
         if self.gpu:
             for device in GPU_DEVICES:
                 args += ["--dev-bind-try", device, device]
@@ -126,7 +127,7 @@ class Bubblewrap(Sandbox):
             shutil.which("bwrap") or "bwrap", *namespaces,
             "--die-with-parent", "--new-session", "--hostname", "grader-sandbox", "--clearenv",
             *[arg for key, value in env.items() for arg in ("--setenv", key, value)],
-            *self._filesystem(everything), "--chdir", str(cwd), "--",
+            *self._filesystem(everything, limits), "--chdir", str(cwd), "--",
         ]
         cgroup = Cgroup.create(limits)
         prefix = cgroup.enter_command() if cgroup else []

@@ -73,6 +73,15 @@ class Cgroup:
             raise
         return cls(1, [memory, pids])
 
+    @classmethod
+    def probe(cls) -> str:
+        """How memory will be capped here: 'cgroup v2', 'cgroup v1' or 'address space (rlimit) only'."""
+        group = cls.create(Limits())
+        if group is None:
+            return "address space (rlimit) only"
+        group.remove()
+        return f"cgroup v{group.version} (memory and processes) + address space (rlimit)"
+
     def enter_command(self) -> list[str]:
         """A prefix that moves the process into the group, then execs the rest of the argv."""
         joins = " && ".join(f"echo $$ > {path / 'cgroup.procs'}" for path in self.paths)

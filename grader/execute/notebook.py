@@ -26,11 +26,10 @@ from nbformat import NotebookNode
 from grader.evidence import Cell, CellError, FileStatus
 from grader.execute.kernel import kernel_launch, kernel_manager
 from grader.execute.magics import neutralise
-from grader.execute.sandbox import GiB, Limits, Mount, Sandbox
+from grader.execute.sandbox import GiB, Limits, MiB, Mount, Sandbox
 from grader.execute.workdir import WorkDir
 
 HARVEST_TAG = "grader-harvest"
-HARVEST_TIMEOUT_S = 180
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_IMAGES_PER_CELL = 4
 MAX_TRACEBACK_CHARS = 6000
@@ -69,7 +68,7 @@ class GradingClient(NotebookClient):  # type: ignore[misc]
 
     def _timeout_for(self, cell: NotebookNode) -> int:
         if self._is_harvest(cell):
-            return HARVEST_TIMEOUT_S
+            return int(self.limits.harvest_timeout_s)
         remaining = self.tracker.deadline - time.monotonic()
         return max(1, int(min(self.limits.cell_timeout_s, remaining)))
 
@@ -182,7 +181,7 @@ async def _run(client: GradingClient, manager: Any, env: dict[str, str], limits:
     try:
         with log.open("ab") as stream:  # the kernel's own stdout/stderr (crash messages end up here)
             await asyncio.wait_for(client.async_execute(env=env, stdout=stream, stderr=stream),
-                                   timeout=limits.total_timeout_s + HARVEST_TIMEOUT_S + 60)
+                                   timeout=limits.total_timeout_s + limits.harvest_timeout_s + 30)
     finally:
         if client.kc is not None:
             client.kc.stop_channels()
@@ -280,9 +279,12 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
     if processes or limit_hit == "processes":
         where = f" in cell(s) {listed(processes)}" if processes else ""
         return "processes", f"the notebook reached its limit of {limits.max_processes} processes{where}"
+    truncated = [c.index for c in cells if c.truncated]
+    notes = [f"output truncated at {limits.max_output_bytes / MiB:g} MiB (from cell {truncated[0]} on)"] \
+        if truncated else []
     if not harvested:
-        return "completed", "the grader's harvest step did not complete (see the last cell's error)"
-    return "completed", ""
+        notes.append("the grader's harvest step did not complete (see the last cell's error)")
+    return "completed", "; ".join(notes)
 
 
 def kernel_log_tail(log: Path, lines: int = 3) -> str:

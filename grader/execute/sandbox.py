@@ -34,7 +34,41 @@ class Limits:
     max_processes: int = 512  # threads count too (RLIMIT_NPROC counts the uid's tasks)
     max_file_bytes: int = 1 * GiB  # largest single file a student process may write
     max_output_bytes: int = 2 * MiB  # text + images kept from one notebook's outputs
-    max_workdir_bytes: int = 2 * GiB  # tmpfs size where the sandbox can size one
+    max_tmp_bytes: int = 2 * GiB  # size of the sandbox's private /tmp (RAM-backed)
+
+    @property
+    def harvest_timeout_s(self) -> float:
+        """Time for the grader's own harvest cell after the notebook (saving tensors)."""
+        return min(180.0, max(30.0, self.total_timeout_s / 8))
+
+
+def resolve_limits(**given: float | None) -> Limits:
+    """Defaults, overridden by the rubric's ``limits``, overridden by the command line (None: not given).
+
+    Keys: cell_timeout_s, total_timeout_s, memory_gb, max_processes, max_file_mb, max_output_mb.
+    """
+    base = Limits()
+    value = {key: v for key, v in given.items() if v is not None}
+    return Limits(
+        cell_timeout_s=float(value.get("cell_timeout_s", base.cell_timeout_s)),
+        total_timeout_s=float(value.get("total_timeout_s", base.total_timeout_s)),
+        measure_timeout_s=min(base.measure_timeout_s, max(60.0, float(value.get("total_timeout_s",
+                                                                                base.total_timeout_s)) / 4)),
+        memory_bytes=int(value["memory_gb"] * GiB) if "memory_gb" in value else base.memory_bytes,
+        max_processes=int(value.get("max_processes", base.max_processes)),
+        max_file_bytes=int(value["max_file_mb"] * MiB) if "max_file_mb" in value else base.max_file_bytes,
+        max_output_bytes=int(value["max_output_mb"] * MiB) if "max_output_mb" in value else base.max_output_bytes,
+    )
+
+
+def describe_limits(limits: Limits, memory_cap: str) -> dict[str, float | int | str]:
+    """The limits as recorded in evidence and reports."""
+    return {
+        "cell_timeout_s": limits.cell_timeout_s, "total_timeout_s": limits.total_timeout_s,
+        "memory_gb": round(limits.memory_bytes / GiB, 2), "memory_cap": memory_cap,
+        "max_processes": limits.max_processes, "max_file_mb": round(limits.max_file_bytes / MiB, 1),
+        "max_output_mb": round(limits.max_output_bytes / MiB, 2), "tmp_mb": round(limits.max_tmp_bytes / MiB),
+    }
 
 
 @dataclass(frozen=True)

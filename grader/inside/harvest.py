@@ -95,6 +95,61 @@ def __grader_harvest(out_dir, namespace=None, max_models=20):
         except Exception:
             continue
 
+    curves = __grader_curves(namespace)
     with open(os.path.join(out_dir, "harvest.json"), "w") as handle:
-        json.dump({"models": models, "normalize": normalize}, handle)
+        json.dump({"models": models, "normalize": normalize, "curves": curves}, handle)
     return len(models)
+
+
+def __grader_curves(namespace, max_lists=8, max_values=10000):
+    """Numeric lists kept in globals named like *loss* (then *counter*, their x axis), for the loss plot.
+
+    Finite numbers only (floats, ints, one-element tensors or arrays); a longer list is thinned evenly
+    to at most ``max_values``; names as results.Harvest accepts them.
+    """
+    import math
+    import re
+
+    def numbers(value):
+        if hasattr(value, "dim") and hasattr(value, "tolist") and value.dim() == 1:  # a 1-d tensor
+            value = value.detach().cpu().tolist()
+        if not isinstance(value, (list, tuple)) or not value:
+            return None
+        step = -(-len(value) // max_values)
+        out = []
+        for item in list(value)[::step]:
+            if isinstance(item, bool):
+                return None
+            if not isinstance(item, (int, float)):
+                numel = getattr(item, "numel", None)  # a tensor; numpy scalars and arrays have .size
+                count = numel() if callable(numel) else getattr(item, "size", None)
+                if count != 1 or not hasattr(item, "item"):
+                    return None
+                try:
+                    item = item.item()
+                except Exception:
+                    return None
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    return None
+            item = float(item)
+            if not math.isfinite(item):
+                return None
+            out.append(item)
+        return out
+
+    found = []
+    for word in ("loss", "counter"):
+        for name, value in list(namespace.items()):
+            if len(found) >= max_lists:
+                return found
+            if word not in name.lower() or any(name == f["name"] for f in found):
+                continue
+            if name.startswith("_") or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name):
+                continue
+            try:
+                values = numbers(value)
+            except Exception:
+                continue
+            if values:
+                found.append({"name": name, "values": values, "length": len(value)})
+    return found

@@ -115,15 +115,23 @@ def train(module, cls, spec, device, torch, datasets, transforms):
     log(f"optimizer: {optimizer_note}")
     train_one_epoch = getattr(module, "train_one_epoch", None) or default_train_one_epoch
     test_one_epoch = getattr(module, "test_one_epoch", None) or default_test_one_epoch
+    curves = {"train_losses": [], "train_counter": [], "test_losses": []}  # for the report's loss plot
     for epoch in range(spec["epochs"]):
-        _, _, correct_train = train_one_epoch(train_loader, model, device, optimizer, spec["log_interval"], epoch)
+        losses, counter, correct_train = train_one_epoch(train_loader, model, device, optimizer,
+                                                         spec["log_interval"], epoch)
         test_loss, correct_test = test_one_epoch(test_loader, model, device)
+        try:
+            curves["train_losses"] += list(losses)
+            curves["train_counter"] += list(counter)
+            curves["test_losses"].append(test_loss)
+        except TypeError:
+            pass
         print(
             f"Epoch {epoch + 1}: Train accuracy: {as_int(correct_train) / len(train_data):.4f} "
             f"Test accuracy: {as_int(correct_test) / len(test_data):.4f} test loss {float(test_loss):.4f}",
             flush=True,
         )
-    return model
+    return model, curves
 
 
 def main():
@@ -169,7 +177,8 @@ def main():
             continue
         log(f"training {cls.__name__} ({how}) on {device} for {spec['epochs']} epochs")
         try:
-            trained[f"{wanted['key']}_model"] = train(module, cls, spec, device, torch, datasets, transforms)
+            trained[f"{wanted['key']}_model"], curves = train(module, cls, spec, device, torch, datasets, transforms)
+            trained.update({f"{wanted['key']}_{name}": values for name, values in curves.items()})
             record(step, True, started, class_name=cls.__name__, found=how)
         except BaseException:
             record(step, False, started, class_name=cls.__name__, error=traceback.format_exc(limit=20))

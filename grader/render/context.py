@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 
 from grader.evidence import Cell, Evidence, FileEvidence, ModelEvidence
+from grader.hints import Suggestion, suggest
+from grader.render.curves import CurveView, curve_view
 from grader.rubric import Item, Rubric
 from grader.score import ItemScore, architecture_problems, match_model
 from grader.textcheck import evaluate
@@ -43,6 +45,8 @@ class ItemView:
     cells: list[CellView]
     model: ModelView | None
     text_checks: list[tuple[str, bool, str]]
+    curve: CurveView | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)  # keyword hints for a pending manual item
 
 
 def _first_line(text: str) -> str:
@@ -125,14 +129,17 @@ def item_views(rubric: Rubric, evidence: Evidence, scores: dict[str, ItemScore])
             continue
         cells: list[CellView] = []
         texts: list[tuple[str, bool, str]] = []
-        model = None
+        model, curve, suggestions = None, None, []
         if item.answer:
             cells += answer_cells(item.answer, evidence)
+            if scores[item.id].pending:
+                suggestions = suggest(item, [view.cell.source for view in cells])
         model_key = item.model or next((m for line in item.lines if line.when for m in line.when.models()), None)
         if model_key:
             model = model_view(rubric, model_key, evidence)
             if model.model:
                 cells += model_cells(model.model, evidence)
+                curve = curve_view(evidence, model.model, model_key, list(rubric.models))
         where: set[str] = set()
         for line in item.lines:
             if line.when and line.when.text_missing:
@@ -147,5 +154,6 @@ def item_views(rubric: Rubric, evidence: Evidence, scores: dict[str, ItemScore])
             if (view.file, view.cell.index) not in seen:
                 seen.add((view.file, view.cell.index))
                 unique.append(view)
-        views[item.id] = ItemView(item, scores[item.id], unique[:MAX_CELLS_PER_ITEM], model, texts)
+        views[item.id] = ItemView(item, scores[item.id], unique[:MAX_CELLS_PER_ITEM], model, texts, curve,
+                                  suggestions)
     return views

@@ -1,0 +1,300 @@
+"""Red team: hostile and broken submissions graded in one batch beside a correct one.
+
+Each hostile notebook in tests/redteam/ does one thing (README there). The batch runs once per
+session with tight limits; each test asserts the submission's status and reason, that nothing
+outside the sandbox changed, and that the correct submission kept its full score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, RUBRIC
+
+from grader.evidence import Evidence, read_evidence
+from grader.execute.bubblewrap import probe
+from grader.rubric import Rubric, load_rubric
+from grader.score import score
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(probe() is not None, reason=f"bubblewrap cannot run here: {probe()}")]
+
+REDTEAM = ROOT / "tests" / "redteam"
+LIMITS = ["--cell-timeout", "20", "--timeout", "90", "--memory-gb", "6", "--max-processes", "128",
+          "--max-file-mb", "100", "--max-output-mb", "1"]
+HOST_CANARIES = [Path("/tmp/redteam_canary_write_outside.txt"), Path("/tmp/redteam_canary_pickle"),
+                 Path("/tmp/redteam_canary_cleanroom"), Path("/etc/redteam_canary"),
+                 Path("/usr/lib/redteam_canary"), Path.home() / ".redteam_canary",
+                 ROOT / "redteam_canary.txt", Path("/work/main/redteam_canary.txt")]
+
+
+@dataclass(frozen=True)
+class Batch:
+    root: Path  # the class folder graded
+    out: Path
+    returncode: int
+    output: str
+    secret: str  # in the grader's environment, in another submission, in the rubric, in the reports
+    tree_before: dict[str, str]
+    data_manifest: str
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def _notebook(path: Path, source: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), path)
+
+
+def _class_folder(root: Path, secret: str) -> None:
+    for notebook in sorted(REDTEAM.glob("*.ipynb")):
+        shutil.copyfile(notebook, root / notebook.name)
+    shutil.copytree(REDTEAM / "good_student", root / "good_student")
+    # another student whose work must stay invisible
+    _notebook(root / "canary_student" / "work.ipynb", f"SECRET = '{secret}'\nprint(len(SECRET))\n")
+    (root / "canary_student" / f"redteam_canary_{secret}.txt").write_text(secret)
+    # intake cases made here rather than stored in git
+    _notebook(root / "symlink_to_etc" / "problem2.ipynb", "print('hello')\n")
+    os.symlink("/etc/shadow", root / "symlink_to_etc" / "secrets.py")
+    _notebook(root / "odd_names" / "fine.ipynb", "print('hello')\n")
+    _notebook(root / "odd_names" / "bad\nname.ipynb", "print('hello')\n")
+    big = root / "huge_file"
+    big.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1  # " + "a" * (60 << 20))])
+    nbformat.write(nb, big / "problem2.ipynb")
+
+
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Batch:
+    for canary in HOST_CANARIES:
+        canary.unlink(missing_ok=True)
+    base = tmp_path_factory.mktemp("redteam")
+    secret = secrets.token_hex(16)
+    root, out = base / "class", base / "reports"
+    root.mkdir()
+    out.mkdir()
+    _class_folder(root, secret)
+    (out / "redteam_canary_reports.txt").write_text(secret)
+    rubric = base / "hw4.yaml"
+    rubric.write_text(f"# {secret}\n" + RUBRIC.read_text())
+    from grader.data import provision
+
+    manifest = (provision("embedded", cache_dir).root / "manifest.json").read_text()
+    before = _tree(root)
+    env = {**os.environ, "GRADER_REDTEAM_SECRET": secret}
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "grade", str(root), "--rubric", str(rubric), "--out", str(out),
+         "--cache-dir", str(cache_dir), "--workers", "2", *LIMITS],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    return Batch(root, out, done.returncode, done.stdout + done.stderr, secret, before, manifest)
+
+
+def evidence(batch: Batch, student: str) -> Evidence:
+    return read_evidence(batch.out / student / "evidence.json")
+
+
+def outputs(ev: Evidence) -> str:
+    return "\n".join(c.output_text + (c.error.evalue if c.error else "") for f in ev.files for c in f.cells)
+
+
+def only_file(ev: Evidence):  # type: ignore[no-untyped-def]
+    graded = [f for f in ev.files if f.status != "invalid"]
+    assert len(graded) == 1, [f.path for f in ev.files]
+    return graded[0]
+
+
+@pytest.fixture(scope="session")
+def rubric() -> Rubric:
+    return load_rubric(RUBRIC)
+
+
+# ----------------------------------------------------------------------------- the batch as a whole
+
+
+def test_the_batch_finishes_and_reports_every_submission(batch: Batch) -> None:
+    students = sorted(p.name for p in batch.root.iterdir())
+    graded = sorted(p.parent.name for p in batch.out.glob("*/evidence.json"))
+    expected = sorted(Path(s).stem if s.endswith(".ipynb") else s for s in students)
+    assert graded == expected, batch.output[-3000:]
+    assert batch.returncode == 1, "the invalid submissions could not be graded, and the exit code says so"
+    assert "could not be graded" in batch.output
+
+
+def test_the_correct_submission_keeps_its_full_score(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "good_student")
+    sheet = score(rubric, ev)
+    assert sheet.item("2.3").score == 20, sheet.item("2.3").reason
+    assert only_file(ev).status == "completed"
+
+
+def test_nothing_outside_the_sandbox_changed(batch: Batch, cache_dir: Path) -> None:
+    for canary in HOST_CANARIES:
+        assert not canary.exists(), f"{canary} was written by a submission"
+    assert not (batch.root.parent / "redteam_canary_escape.txt").exists()
+    assert _tree(batch.root) == batch.tree_before, "a submission changed the class folder"
+    from grader.data import provision
+
+    assert (provision("embedded", cache_dir).root / "manifest.json").read_text() == batch.data_manifest
+    assert (cache_dir / "mnist" / "embedded" / "labels" / "holdout-labels-idx1-ubyte").is_file()
+
+
+def test_no_secret_reaches_any_student_process(batch: Batch) -> None:
+    for path in batch.out.glob("*/evidence.json"):
+        if path.parent.name == "canary_student":
+            continue
+        text = path.read_text()
+        assert batch.secret not in text, f"{path.parent.name} saw a secret"
+        assert "GRADER_REDTEAM_SECRET" not in text, f"{path.parent.name} saw the grader's environment"
+
+
+# ----------------------------------------------------------------------------- one behaviour each
+
+STATUS = {
+    "infinite_loop": ("timeout", "ran past the per-cell time limit (20 s) and were interrupted"),
+    "ignores_interrupt": ("timeout", "the notebook ran past its total time limit (90 s)"),
+    "memory_bomb": ("memory", "ran out of memory (limit 6 GiB"),
+    "fork_bomb": ("processes", "limit of 128 processes"),
+    "thread_bomb": ("processes", "limit of 128 processes"),
+    "kill_parent": ("completed", ""),
+    "sys_exit": ("completed", ""),
+    "os_exit": ("crashed", "the kernel died while running cell"),
+    "segfault": ("crashed", "the kernel died while running cell"),
+    "output_flood": ("completed", "output truncated at 1 MiB"),
+    "network_exfiltration": ("completed", ""),
+    "read_other_submission": ("completed", ""),
+    "read_rubric": ("completed", ""),
+    "read_test_labels": ("completed", ""),
+    "write_outside_workdir": ("completed", ""),
+    "patch_torch_numel": ("completed", ""),
+    "fake_accuracy_print": ("completed", ""),
+    "syntax_error_cells": ("completed", ""),
+    "disk_fill": ("completed", ""),
+    "env_and_proc_snooping": ("completed", ""),
+    "sleep_in_class_body": ("completed", ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATUS))
+def test_status_and_reason(batch: Batch, name: str) -> None:
+    status, reason = STATUS[name]
+    file = only_file(evidence(batch, name))
+    assert file.status == status, f"{name}: {file.status}: {file.message}"
+    assert reason in file.message, f"{name}: {file.message}"
+
+
+INVALID = {
+    "corrupt_json": "is not a notebook: not valid JSON",
+    "not_a_notebook": "is JSON but not a Jupyter notebook",
+    "wrong_nbformat": "uses notebook format 2",
+    "empty_notebook": "has no code cells",
+    "markdown_only": "has no code cells",
+    "huge_file": "over the 52,428,800-byte limit",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_submissions_are_refused_with_the_file_and_the_problem(batch: Batch, name: str) -> None:
+    ev = evidence(batch, name)
+    assert ev.status == "error"
+    assert [f.status for f in ev.files] == ["invalid"]
+    assert INVALID[name] in ev.files[0].message
+    assert any("nothing to grade" in p for p in ev.problems)
+    report = (batch.out / name / "report.html").read_text()
+    assert "invalid" in report
+
+
+def test_symlinks_and_odd_names_are_refused_but_the_rest_is_graded(batch: Batch) -> None:
+    ev = evidence(batch, "symlink_to_etc")
+    statuses = {f.path: f.status for f in ev.files}
+    assert statuses == {"secrets.py": "invalid", "problem2.ipynb": "completed"}
+    assert "symbolic links are not accepted" in next(f.message for f in ev.files if f.path == "secrets.py")
+    odd = evidence(batch, "odd_names")
+    assert {f.path: f.status for f in odd.files} == {"bad\\nname.ipynb": "invalid", "fine.ipynb": "completed"}
+
+
+def test_a_loop_is_interrupted_and_the_model_trained_before_it_counts(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "infinite_loop")
+    assert "AFTER_LOOP" in outputs(ev), "cells after the interrupted one still run"
+    assert score(rubric, ev).item("2.3").score >= 18, "the model trained before the loop was measured"
+
+
+def test_memory_and_process_bombs_stay_inside(batch: Batch) -> None:
+    text = outputs(evidence(batch, "memory_bomb"))
+    assert "MemoryError" in text or "allocate" in text
+    fork = outputs(evidence(batch, "fork_bomb"))
+    assert "Resource temporarily unavailable" in fork or "BlockingIOError" in fork
+
+
+def test_killing_the_parent_or_exiting_does_not_touch_the_grader(batch: Batch) -> None:
+    assert "AFTER_SYS_EXIT" in outputs(evidence(batch, "sys_exit"))
+    text = outputs(evidence(batch, "kill_parent"))
+    assert "pytest" not in text and "nbclient" not in text, "the grader's processes are invisible"
+
+
+def test_no_network(batch: Batch) -> None:
+    text = outputs(evidence(batch, "network_exfiltration"))
+    assert "BLOCKED" in text
+    assert not [line for line in text.splitlines() if line.startswith("OK")], text[:2000]
+
+
+def test_no_other_submission_rubric_reports_or_labels_visible(batch: Batch) -> None:
+    for name in ("read_other_submission", "read_rubric", "read_test_labels", "env_and_proc_snooping"):
+        text = outputs(evidence(batch, name))
+        assert batch.secret not in text, name
+        assert "hw4.yaml" not in "\n".join(l for l in text.splitlines() if l.startswith("READ_OK")), name
+        assert "holdout" not in text.lower() or "READ_OK" not in text, name
+
+
+def test_writes_outside_the_work_dir_fail(batch: Batch) -> None:
+    text = outputs(evidence(batch, "write_outside_workdir"))
+    written = [line for line in text.splitlines() if line.startswith("WRITE_OK")]
+    assert all("data/" not in line and "/etc" not in line and "/usr" not in line for line in written), written
+
+
+def test_patching_torch_cannot_change_the_parameter_count(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "patch_torch_numel")
+    model = next(m for m in ev.models if m.class_name == "MNISTClassifierMLP")
+    assert model.trainable_params == 203530
+    assert "203,530 trainable parameters; expected 101,770" in score(rubric, ev).item("2.3").reason
+
+
+def test_printed_accuracy_is_not_measured_accuracy(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "fake_accuracy_print")
+    assert score(rubric, ev).item("2.3").score == 18
+    assert [c.consistent for c in only_file(ev).claim_checks] == [False, False]
+
+
+@pytest.mark.parametrize("name", ["fake_evidence_files", "pickle_payload_weights", "monkeypatch_builtins"])
+def test_tampering_with_results_cannot_raise_a_score(batch: Batch, rubric: Rubric, name: str) -> None:
+    ev = evidence(batch, name)
+    sheet = score(rubric, ev)
+    measured = [m.accuracy.test for m in ev.models if m.accuracy]
+    assert all(value < 0.5 for value in measured) or name == "monkeypatch_builtins", measured
+    if name != "monkeypatch_builtins":
+        assert sheet.item("2.3").score <= 18, sheet.item("2.3").reason
+    assert not Path("/tmp/redteam_canary_pickle").exists()
+
+
+def test_a_hanging_clean_room_is_stopped(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "sleep_in_class_body")
+    assert any("clean-room measurement failed" in p and "time limit" in p for p in ev.problems), ev.problems
+    assert "could not be measured" in score(rubric, ev).item("2.3").reason
+
+
+def test_reports_exist_for_every_hostile_submission(batch: Batch) -> None:
+    for path in batch.out.glob("*/evidence.json"):
+        json.loads(path.read_text())
+        assert (path.parent / "report.html").is_file()
