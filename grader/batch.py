@@ -8,10 +8,13 @@ unchanged, so an interrupted batch resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -21,10 +24,11 @@ from pathlib import Path
 from typing import Literal
 
 from grader import __version__
-from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files
+from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files, work_name
 from grader.evidence import Evidence, read_evidence, write_evidence
+from grader.execute.cgroups import Cgroup
 from grader.intake import Submission
-from grader.results import ResultError, contained
+from grader.results import ResultError, result_path
 
 Status = Literal["graded", "reused", "failed"]
 
@@ -72,22 +76,23 @@ def reusable(path: Path, submission: Submission, settings: Settings) -> Evidence
 
 
 def _keep_weights(evidence: Evidence, work: Path, target: Path) -> None:
-    """Copy the harvested tensors out of the work dir before it is removed (for audit)."""
+    """Copy the harvested tensors out of the work dirs before they are removed (for audit)."""
     shutil.rmtree(target, ignore_errors=True)
-    for model in evidence.models:
-        file_dir = work / evidence.student / "".join(c if c.isalnum() or c in "._-" else "_" for c in model.file)[:80]
-        source = file_dir / ".grader" / "out" / "models"
-        if not source.is_dir():
+    for file in {model.file for model in evidence.models}:
+        work_root = work / evidence.student / work_name(file)
+        try:
+            models = result_path(work_root, "models")
+            names = sorted(p.name for p in models.glob("*.safetensors")) if models.is_dir() else []
+        except ResultError:
             continue
-        target.mkdir(parents=True, exist_ok=True)
-        for weights in sorted(source.glob("*.safetensors")):
+        for name in names:
             try:
-                safe = contained(source, weights.name)
+                source = result_path(work_root, f"models/{name}")
             except ResultError:
                 continue
-            name = f"{model.file}__{weights.stem}.safetensors".replace("/", "__")
-            if not (target / name).exists():
-                shutil.copyfile(safe, target / name)
+            if source.is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target / f"{file}__{Path(name).stem}.safetensors".replace("/", "__"))
 
 
 def failure_evidence(submission: Submission, settings: Settings, message: str) -> Evidence:
@@ -99,6 +104,17 @@ def failure_evidence(submission: Submission, settings: Settings, message: str) -
         problems=[*submission.problems, message], files=refused_files(submission), started_at=now,
         duration_s=0.0, seed=settings.seed,
     )
+
+
+def _die_with_the_grader() -> None:
+    """Worker initializer: a worker (and so its sandboxes, which die with their parent) ends with the grader."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - the name in <sys/prctl.h>
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    Cgroup.sweep()
 
 
 def collect_one(submission: Submission, settings: Settings, out_dir: Path) -> Evidence:
@@ -135,7 +151,7 @@ def run_batch(submissions: list[Submission], settings: Settings, out_dir: Path, 
         isolated = any(attempts.get(s.student, 0) for s in todo)
         batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
         pool_size = 1 if isolated else max(1, min(workers, len(batch)))
-        with ProcessPoolExecutor(max_workers=pool_size, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=pool_size, mp_context=context, initializer=_die_with_the_grader) as pool:
             running: dict[Future[Evidence], Submission] = {
                 pool.submit(collect_one, s, settings, out_dir): s for s in batch
             }

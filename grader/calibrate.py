@@ -69,14 +69,16 @@ def propose(rubric: Rubric, evidence: list[Evidence], profile: str, margin: floa
                 continue
             # every file counts (a reference in notebook and module form gives two measurements);
             # within a file, its best instance (an untrained copy beside the trained one is not the answer)
-            for file in sorted({m.file for m in item.models}):
+            complete = {f.path for f in item.files if f.status == "completed"}
+            for file in sorted({m.file for m in item.models} & complete):
                 match = match_model(rubric.models[key], [m for m in item.models if m.file == file])
                 if match is not None and match.model.accuracy is not None:
                     accuracy = match.model.accuracy
                     measurements.append(Measurement(item.student, match.model.id, accuracy.train, accuracy.test))
         if not measurements:
             raise CalibrationError(f"no calibration submission has a measurable {rubric.models[key].class_name} "
-                                   f"on the '{profile}' profile")
+                                   f"from a run that completed on the '{profile}' profile (runs that timed out "
+                                   "or crashed do not count: raise --cell-timeout or use a quieter machine)")
         current_train, current_test = _current(rubric, key, profile)
         proposals.append(Proposal(
             model=key, profile=profile, measurements=tuple(measurements),

@@ -35,7 +35,7 @@ from grader.execute.sandbox import Limits, Mount, Sandbox, describe_limits
 from grader.execute.workdir import make_workdir
 from grader.intake import Submission, SubmissionFile
 from grader.measure import HarvestedFile, measure_models
-from grader.results import Harvest, ResultError, read_json
+from grader.results import Harvest, ResultError, read_json, result_path
 from grader.rubric import Rubric
 
 
@@ -102,15 +102,15 @@ def _definitions_source(file: SubmissionFile, notebook: nbformat.NotebookNode | 
     ]
 
 
-def _work_name(relative: str) -> str:
+def work_name(relative: str) -> str:
     return re.sub(r"[^\w.-]", "_", relative)[:80]
 
 
 def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
               ) -> tuple[FileEvidence, HarvestedFile]:
-    work = make_workdir(settings.work_root / submission.student / _work_name(file.relative),
+    work = make_workdir(settings.work_root / submission.student / work_name(file.relative),
                         submission.root, submission.copied)
-    mounts = [work.data_mount(settings.dataset.public_dir), Mount(settings.runtime, settings.runtime)]
+    mounts = [*work.data_mounts(settings.dataset.public_dir), Mount(settings.runtime, settings.runtime)]
     notebook = nbformat.read(file.path, as_version=4) if file.kind == "notebook" else None
     if notebook is not None:
         result: RunResult = run_notebook(notebook, work, runtime=settings.runtime, sandbox=settings.sandbox,
@@ -122,7 +122,7 @@ def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
     message = result.message
     harvest = None
     try:
-        harvest = read_json(work.out / "harvest.json", Harvest, "the harvest of trained models")
+        harvest = read_json(result_path(work.root, "harvest.json"), Harvest, "the harvest of trained models")
     except ResultError as error:
         if result.status == "completed":
             message = (message + "; " if message else "") + str(error)
@@ -131,9 +131,10 @@ def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
         path=file.relative, kind=file.kind, sha256=file.sha256, status=result.status, message=message,
         duration_s=result.duration_s, cells=result.cells, claims=_claims(result.cells),
         definition_problems=[f"not valid Python, skipped: {u}" for u in definitions.unparsable],
-        curves=[LoggedCurve(**curve.model_dump()) for curve in harvest.curves] if harvest else [],
+        curves=[LoggedCurve(**curve.model_dump()) for curve in harvest.curves] if harvest else None,
     )
-    return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest, out_dir=work.out)
+    return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest,
+                                   work_root=work.root)
 
 
 def refused_files(submission: Submission) -> list[FileEvidence]:
@@ -163,12 +164,12 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     )
     if message:
         problems.append(message)
-    for file in files:
-        if file.status == "invalid":
+    for record in files:
+        if record.status == "invalid":
             continue
-        file.definition_problems += definition_problems.get(file.path, [])
-        file.claim_checks = check_claims(file.claims, [m for m in models if m.file == file.path],
-                                         settings.claim_tolerance)
+        record.definition_problems += definition_problems.get(record.path, [])
+        record.claim_checks = check_claims(record.claims, [m for m in models if m.file == record.path],
+                                           settings.claim_tolerance)
     return Evidence(
         grader_version=__version__, student=submission.student, submission_sha256=submission.sha256,
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),

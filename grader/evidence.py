@@ -79,7 +79,7 @@ class FileEvidence(Record):
     claims: list[Claim] = Field(default_factory=list)
     claim_checks: list[ClaimCheck] = Field(default_factory=list)
     definition_problems: list[str] = Field(default_factory=list)
-    curves: list[LoggedCurve] = Field(default_factory=list)
+    curves: list[LoggedCurve] | None = None  # None: not recorded (older evidence, or no harvest)
 
 
 class LayerRow(Record):
@@ -108,6 +108,9 @@ class ModelEvidence(Record):
     trainable_params: int | None = None
     trainable_params_source: str = ""
     tensor_elements: int = 0
+    parameter_elements: int | None = Field(
+        default=None, description="values in the saved tensors other than normalisation statistics: counted by "
+                                  "the grader alone, whatever the student's code reports as trainable")
     layers: list[LayerRow] = Field(default_factory=list)
     summary_input_shape: list[int] | None = None
     rebuilt_from: str = ""

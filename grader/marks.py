@@ -11,6 +11,9 @@ CSV (one row per student and item; line ids separated by ``;``)::
 
     student,item,lines,comment,override
     aditya_singh,1.2,no_covariate_shift,,
+
+An item left empty (YAML ``"1.2":`` with no value, a CSV row with no lines, comment or override)
+is not marked yet: it stays pending. ``grader marks template`` writes such a file for the class.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ def parse_yaml_marks(text: str, source: str) -> Marks:
             raise MarksError(f"{source}: {student}: expected a mapping of item id -> rubric lines")
         marks.by_student[str(student)] = {
             str(item): _mark(value, f"{source}: {student}, item {item}") for item, value in items.items()
+            if value is not None  # an item left empty (as `grader marks template` writes it) is not marked yet
         }
     return marks
 
@@ -116,6 +120,8 @@ def parse_csv_marks(text: str, source: str) -> Marks:
         override = (row.get("override") or "").strip().lower() in ("1", "true", "yes", "y")
         mark = Mark(lines=_mark(row.get("lines") or "", f"{source}: row {row_number}").lines,
                     comment=(row.get("comment") or "").strip(), override=override)
+        if mark == Mark(lines=()):  # an empty row (as `grader marks template` writes it) is not marked yet
+            continue
         marks.by_student.setdefault(student, {})[item] = mark
     return marks
 

@@ -30,12 +30,16 @@ from grader.results import (
     HarvestedModel,
     MeasuredModel,
     ResultError,
-    contained,
     numel,
     read_json,
     read_logits,
+    result_path,
     tensor_shapes,
 )
+
+
+# state_dict entries that are statistics, not parameters (BatchNorm and friends)
+NORMALISATION_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class HarvestedFile:
     key: str  # the file's path in the submission
     definitions: Definitions
     harvest: Harvest | None
-    out_dir: Path
+    work_root: Path  # the run's work dir; results are read from its .grader/out
 
 
 @dataclass
@@ -76,7 +80,7 @@ def _collect_jobs(files: list[HarvestedFile]) -> tuple[list[_Job], list[ModelEvi
                                             error=f"the harvest could not save this model: {model.error}"))
                 continue
             try:
-                weights = contained(file.out_dir, model.weights)
+                weights = result_path(file.work_root, model.weights)
                 tensor_shapes(weights)
             except ResultError as error:
                 failed.append(ModelEvidence(id=model_id, file=file.key, variable=model.variable,
@@ -93,7 +97,7 @@ def _accuracy(measured: MeasuredModel, room: WorkDir, dataset: DataSet,
     for index_text, files in sorted(measured.logits.items(), key=lambda kv: int(kv[0])):
         scores = {}
         for split in SPLITS:
-            logits = read_logits(contained(room.out, files[split]), rows=labels[split].shape[0])
+            logits = read_logits(result_path(room.root, files[split]), rows=labels[split].shape[0])
             scores[split] = float(np.mean(np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1) == labels[split]))
         candidate = (scores["test"], -int(index_text), scores)
         if best is None or candidate[:2] > best[:2]:
@@ -113,7 +117,9 @@ def _model_evidence(job: _Job, measured: MeasuredModel | None, room: WorkDir, da
                     labels: dict[str, np.ndarray]) -> ModelEvidence:
     shapes = tensor_shapes(job.weights)
     evidence = ModelEvidence(id=job.id, file=job.file.key, variable=job.model.variable,
-                             class_name=job.model.class_name, tensor_elements=sum(numel(s) for s in shapes.values()))
+                             class_name=job.model.class_name, tensor_elements=sum(numel(s) for s in shapes.values()),
+                             parameter_elements=sum(numel(s) for key, s in shapes.items()
+                                                    if not key.endswith(NORMALISATION_BUFFERS)))
     if measured is not None and measured.ok and measured.parameters:
         trainable = [p.name for p in measured.parameters if p.trainable]
         evidence.trainable_params_source = "saved tensors of the parameters the rebuilt class marks trainable"
@@ -188,7 +194,7 @@ def measure_models(files: list[HarvestedFile], *, submission_files: tuple[Path, 
     limit_hit = launch.finish()
     message = f"the clean room hit its {limit_hit} limit" if limit_hit else ""
     try:
-        results = read_json(room.out / "results.json", CleanroomResults, "the clean-room results")
+        results = read_json(result_path(room.root, "results.json"), CleanroomResults, "the clean-room results")
     except ResultError as error:
         results = CleanroomResults()
         said = " | ".join(process.output.strip().splitlines()[-3:])

@@ -9,7 +9,10 @@ from grader.evidence import Evidence, read_evidence
 from grader.fsutil import atomic_write_text
 from grader.marks import Marks
 from grader.render.gradebook import gradebook_frame, write_gradebook
+from grader.render.gradescope import render_results
 from grader.render.html import render_report
+from grader.render.pdf import PdfError, Printer
+from grader.render.summary import render_summary
 from grader.rubric import Rubric
 from grader.score import ScoreSheet, score
 
@@ -19,31 +22,49 @@ class Published:
     evidence: Evidence
     sheet: ScoreSheet
     report: Path
+    pdf: Path | None = None
+    pdf_error: str = ""
 
 
 def publish_student(out_dir: Path, rubric: Rubric, rubric_name: str, evidence: Evidence,
-                    marks: Marks | None) -> Published:
+                    marks: Marks | None, *, printer: Printer | None = None) -> Published:
+    """``report.html``, ``results.json`` (Gradescope) and, given a Chromium ``printer``, ``report.pdf``.
+
+    Without a printer a stale ``report.pdf`` is removed: it would disagree with the new report.
+    """
     sheet = score(rubric, evidence, marks.for_student(evidence.student) if marks else None)
     folder = out_dir / evidence.student
     report = folder / "report.html"
     atomic_write_text(report, render_report(rubric, evidence, sheet, rubric_name=rubric_name))
-    return Published(evidence, sheet, report)
+    atomic_write_text(folder / "results.json", render_results(rubric, evidence, sheet, rubric_name=rubric_name))
+    pdf, pdf_error = folder / "report.pdf", ""
+    if printer is None:
+        pdf.unlink(missing_ok=True)
+        return Published(evidence, sheet, report)
+    try:
+        printer.print(report, pdf)
+    except PdfError as error:
+        pdf.unlink(missing_ok=True)
+        pdf_error = f"{evidence.student}: no report.pdf: {error}"
+        return Published(evidence, sheet, report, None, pdf_error)
+    return Published(evidence, sheet, report, pdf)
 
 
-def publish_class(out_dir: Path, rubric: Rubric, marks: Marks | None) -> Path:
-    """The gradebook of every student in ``out_dir``, not only those of the last batch."""
+def publish_class(out_dir: Path, rubric: Rubric, marks: Marks | None, *, rubric_name: str = "") -> Path:
+    """The gradebook and the instructor summary of every student in ``out_dir``, not only the last batch's."""
     graded = []
     for _, evidence, _ in stored_evidence(out_dir):
         if evidence is not None and evidence.profile in rubric.data_profiles:
             graded.append((evidence, score(rubric, evidence, marks.for_student(evidence.student) if marks else None)))
     path = out_dir / "gradebook.csv"
     write_gradebook(path, gradebook_frame(rubric, graded))
+    atomic_write_text(out_dir / "summary.html", render_summary(rubric, graded, rubric_name=rubric_name))
     return path
 
 
 def stored_evidence(out_dir: Path) -> list[tuple[Path, Evidence | None, str]]:
     """Every ``<out>/<student>/evidence.json``: (path, evidence or None, error message)."""
-    found = []
+    found: list[tuple[Path, Evidence | None, str]] = []
     for path in sorted(out_dir.glob("*/evidence.json")):
         try:
             found.append((path, read_evidence(path), ""))

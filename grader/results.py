@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -127,15 +128,41 @@ def read_json(path: Path, schema: type[Schema], what: str) -> Schema:
         raise ResultError(f"{what} is malformed: {first}") from None
 
 
-def contained(base: Path, relative: str) -> Path:
-    """``base/relative``, refusing absolute paths, '..' and symlinks out of ``base``."""
+RESULTS = PurePosixPath(".grader/out")  # where student processes write results, under their work dir
+
+
+def contained(root: Path, relative: str | PurePosixPath) -> Path:
+    """``root/relative``, where ``root`` is a directory the grader created (a work dir).
+
+    Every component below ``root`` is checked with lstat: a student process may have replaced
+    any of them (the results directory itself included) by a link to somewhere on the host,
+    such as another student's results. Absolute paths and '..' are refused. Call it only once
+    every student process of that work dir has ended.
+    """
     parts = PurePosixPath(relative)
-    if parts.is_absolute() or ".." in parts.parts or not relative:
-        raise ResultError(f"result path {relative!r} escapes the results directory")
-    path = base / parts
-    if path.is_symlink() or not path.resolve().is_relative_to(base.resolve()):
-        raise ResultError(f"result path {relative!r} is a link out of the results directory")
+    if parts.is_absolute() or ".." in parts.parts or not parts.parts:
+        raise ResultError(f"result path {str(relative)!r} escapes the results directory")
+    path = root
+    for part in parts.parts:
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return path  # missing: the reader says so
+        except OSError as error:
+            raise ResultError(f"result path {str(relative)!r} cannot be read ({error.strerror})") from None
+        if stat.S_ISLNK(mode):
+            shown = path.relative_to(root)
+            raise ResultError(f"result path {str(relative)!r} is refused: {shown} is a link (results must be plain "
+                              "files in the work dir)")
     return path
+
+
+def result_path(work_root: Path, name: str) -> Path:
+    """A file a student process wrote into its results directory, checked by :func:`contained`."""
+    if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+        raise ResultError(f"result path {name!r} escapes the results directory")
+    return contained(work_root, RESULTS / name)
 
 
 def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -161,7 +188,7 @@ def read_logits(path: Path, rows: int) -> np.ndarray:
     if path.stat().st_size > MAX_LOGITS_BYTES:
         raise ResultError(f"logits file {path.name} is over {MAX_LOGITS_BYTES:,} bytes")
     try:
-        array = np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
     except ValueError as error:
         raise ResultError(f"logits file {path.name} is not a plain array: {error}") from None
     if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.floating):

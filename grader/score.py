@@ -147,6 +147,10 @@ def architecture_problems(spec: ModelSpec, model: ModelEvidence) -> list[str]:
     if model.trainable_params != spec.trainable_params:
         count = "an unknown number of" if model.trainable_params is None else f"{model.trainable_params:,}"
         problems.append(f"{model.class_name} has {count} trainable parameters; expected {spec.trainable_params:,}")
+    elif model.parameter_elements is not None and model.parameter_elements != spec.trainable_params:
+        problems.append(f"{model.class_name}'s saved tensors hold {model.parameter_elements:,} parameter values, "
+                        f"of which {model.trainable_params:,} are reported trainable (a frozen or hidden extra "
+                        f"layer?); the handout's model has {spec.trainable_params:,}")
     if spec.layers and model.layers:
         have = [(row.type, row.params) for row in model.layers if row.leaf and row.params > 0]
         want = [(layer.type, layer.params) for layer in spec.layers]
@@ -270,6 +274,7 @@ def _manual_item(item: Item, mark: Mark | None) -> ItemScore:
 
 def score(rubric: Rubric, evidence: Evidence, marks: dict[str, Mark] | None = None, *,
           include_hidden: bool = True) -> ScoreSheet:
+    """The score sheet. ``include_hidden=False`` (student self-checks) leaves out hidden items and hidden lines."""
     marks = marks or {}
     questions = []
     for question in rubric.questions:
@@ -277,6 +282,9 @@ def score(rubric: Rubric, evidence: Evidence, marks: dict[str, Mark] | None = No
         for item in question.items:
             if item.hidden and not include_hidden:
                 continue
+            if not include_hidden and any(line.hidden for line in item.lines):
+                # hidden rubric lines are neither evaluated nor shown: the score cannot reveal them
+                item = item.model_copy(update={"lines": tuple(line for line in item.lines if not line.hidden)})
             mark = marks.get(item.id)
             if item.grading == "manual":
                 items.append(_manual_item(item, mark))

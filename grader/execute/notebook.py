@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
-from grader.evidence import Cell, CellError, FileStatus
+from grader.evidence import Cell, CellError, CellStatus, FileStatus
 from grader.execute.kernel import kernel_launch, kernel_manager
 from grader.execute.magics import neutralise
 from grader.execute.sandbox import GiB, Limits, MiB, Mount, Sandbox
@@ -149,6 +149,7 @@ def cell_records(nb: NotebookNode, original: NotebookNode, tracker: _Tracker,
             o["data"]["image/png"] for o in outputs
             if o.get("output_type") in ("display_data", "execute_result") and "image/png" in o.get("data", {})
         ]
+        status: CellStatus
         if index in tracker.timed_out:
             status = "timeout"
         elif error is not None or index == crashed_at:
@@ -214,11 +215,17 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     status: FileStatus = "completed"
     message = ""
     crashed_at: int | None = None
+    outer_deadline = started + limits.total_timeout_s + limits.harvest_timeout_s + 30
     try:
         asyncio.run(_run(client, manager, launch.env, limits, log))
     except DeadKernelError:
         crashed_at = getattr(client, "_current_index", None)
-        status, message = "crashed", f"the kernel died while running cell {crashed_at} (killed, out of memory, or exited)"
+        if time.monotonic() >= outer_deadline - 1:  # nbclient reports our own cancellation as a dead kernel
+            status, message = "timeout", (f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s) "
+                                          f"and its kernel, which ignored interrupts in cell {crashed_at}, was killed")
+        else:
+            status, message = "crashed", (f"the kernel died while running cell {crashed_at} (killed, out of memory, "
+                                          "or exited)")
     except TimeoutError:
         crashed_at = getattr(client, "_current_index", None)
         status, message = "timeout", f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s)"
@@ -267,6 +274,10 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
         if limit_hit == "processes":
             message += f"; it reached its limit of {limits.max_processes} processes"
         return status, message
+    harvest_index = len(cells) and max(c.index for c in cells) + 1
+    if harvest_index in tracker.timed_out:
+        return "timeout", (f"the grader's harvest step ran past its time limit ({limits.harvest_timeout_s:.0f} s): "
+                           "something in the notebook's variables made saving the models hang")
     if tracker.timed_out:
         return "timeout", (f"cell(s) {listed(tracker.timed_out)} ran past the per-cell time limit "
                            f"({limits.cell_timeout_s:.0f} s) and were interrupted; later cells still ran")
@@ -287,13 +298,19 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
     return "completed", "; ".join(notes)
 
 
+# what every kernel prints at start-up: not about the crash
+KERNEL_BANNER = ("running over TCP", "To connect another client", "--existing", "[IPKernelApp]", "NOTE: When using",
+                 "kernel-", "connection file", "jupyter console", "ipykernel")
+
+
 def kernel_log_tail(log: Path, lines: int = 3) -> str:
     """The last lines the kernel printed itself (e.g. 'Segmentation fault'), for a crash message."""
     try:
         text = log.read_bytes()[-4000:].decode("utf-8", errors="replace")
     except OSError:
         return ""
-    useful = [line for line in text.splitlines() if line.strip() and "running over TCP" not in line][-lines:]
+    useful = [line for line in text.splitlines() if line.strip() and not any(n in line for n in KERNEL_BANNER)]
+    useful = useful[-lines:]
     return ("; the kernel printed: " + " | ".join(useful)) if useful else ""
 
 

@@ -41,8 +41,12 @@ class WorkDir:
     def data(self) -> Path:
         return self.root / "data"
 
-    def data_mount(self, public_dir: Path) -> Mount:
-        return Mount(source=public_dir, target=self.data)
+    def data_mounts(self, public_dir: Path) -> list[Mount]:
+        """MNIST where notebooks look for it: ``data/`` (the handout's root) and, for ``root='.'``, ``MNIST/``."""
+        mounts = [Mount(source=public_dir, target=self.data)]
+        if not (self.root / "MNIST").exists():
+            mounts.append(Mount(source=public_dir / "MNIST", target=self.root / "MNIST"))
+        return mounts
 
 
 def _remove(path: Path) -> None:

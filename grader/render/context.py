@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from grader.evidence import Cell, Evidence, FileEvidence, ModelEvidence
-from grader.hints import Suggestion, suggest
+from grader.keyword_hints import Suggestion, suggest
 from grader.render.curves import CurveView, curve_view
 from grader.rubric import Item, Rubric
 from grader.score import ItemScore, architecture_problems, match_model

@@ -16,19 +16,25 @@ _PLOT = re.compile(r"\bplt\.|\.plot\(|\bplot\(|sns\.|\.lineplot\(")
 
 @dataclass(frozen=True)
 class CurveView:
-    """Either the notebook's plot images (``cell`` set) or an SVG drawn from ``curves``."""
+    """The notebook's plot images (``cell`` set), an SVG drawn from ``curves``, or neither (say why)."""
 
     file: str
     cell: Cell | None = None
     svg: Markup | None = None
     curves: tuple[LoggedCurve, ...] = ()
+    recorded: bool = True  # whether the evidence recorded the lists the code logged
 
     @property
     def source(self) -> str:
         if self.cell is not None:
             return f"plotted by the notebook: {self.file}, cell {self.cell.index}"
-        names = ", ".join(c.name for c in self.curves)
-        return f"drawn by the grader from the lists the code logged ({names}) in {self.file}"
+        if self.svg is not None:
+            names = ", ".join(c.name for c in self.curves)
+            return f"drawn by the grader from the lists the code logged ({names}) in {self.file}"
+        if not self.recorded:
+            return (f"no loss plot in {self.file}; this evidence does not record the losses the code logged "
+                    "(collected before the grader did, or the harvest failed): 'grader grade --force' records them")
+        return f"no loss curve: {self.file} neither plotted one nor kept its losses in a list named like *loss*"
 
 
 def plot_cell(file: FileEvidence) -> Cell | None:
@@ -42,41 +48,46 @@ def plot_cell(file: FileEvidence) -> Cell | None:
 def model_curves(file: FileEvidence, model_key: str, model_keys: list[str]) -> list[LoggedCurve]:
     """The file's logged lists; where the module runner trained several models (``<key>_train_losses``),
     only this model's."""
-    own = [c for c in file.curves if c.name.startswith(f"{model_key}_")]
+    logged = file.curves or []
+    own = [c for c in logged if c.name.startswith(f"{model_key}_")]
     if own:
         return own
-    return [c for c in file.curves if not any(c.name.startswith(f"{key}_") for key in model_keys)]
+    return [c for c in logged if not any(c.name.startswith(f"{key}_") for key in model_keys)]
 
 
-def _x_axis(curves: list[LoggedCurve]) -> LoggedCurve | None:
-    counters = [c for c in curves if "counter" in c.name.lower()]
-    return counters[0] if counters else None
+def _x_axis(curves: list[LoggedCurve], length: int) -> LoggedCurve | None:
+    """The counter list as long as the longest loss list, else the longest counter (x values increasing)."""
+    counters = [c for c in curves if "counter" in c.name.lower() and len(c.values) >= 2
+                and all(a <= b for a, b in zip(c.values, c.values[1:], strict=False))]
+    ranked = sorted(counters, key=lambda c: (len(c.values) != length, -len(c.values)))
+    return ranked[0] if ranked else None
 
 
-def draw(curves: list[LoggedCurve], name: str) -> Markup | None:
-    """A line chart of every list named like a loss; x: the counter when it matches, else spread evenly."""
-    losses = [c for c in curves if "loss" in c.name.lower() and c.values]
+def draw(curves: list[LoggedCurve], name: str) -> tuple[Markup, list[LoggedCurve]] | None:
+    """A line chart of every list named like a loss (two values or more); x: the matching counter, else spread
+    evenly over the same range (e.g. one test loss per epoch). Returns the SVG and the lists it used."""
+    losses = [c for c in curves if "loss" in c.name.lower() and len(c.values) >= 2]
     if not losses:
         return None
-    counter = _x_axis(curves)
+    counter = _x_axis(curves, max(len(c.values) for c in losses))
     figure = new_figure(6.4, 2.8)
     axes = figure.add_subplot()
-    longest = max(len(c.values) for c in losses)
-    span = counter.values[-1] if counter and counter.values else float(longest)
+    span = counter.values[-1] if counter is not None else float(max(len(c.values) for c in losses))
     for number, curve in enumerate(losses):
         if counter is not None and len(counter.values) == len(curve.values):
             xs = list(counter.values)
         else:  # e.g. one test loss per epoch: at the end of each epoch
             xs = [span * (i + 1) / len(curve.values) for i in range(len(curve.values))]
-        style = {"marker": "o", "markersize": 3} if len(curve.values) <= 30 else {}
-        axes.plot(xs, curve.values, label=curve.name, color=PALETTE[number % len(PALETTE)], linewidth=1.2, **style)
+        axes.plot(xs, curve.values, label=curve.name, color=PALETTE[number % len(PALETTE)], linewidth=1.2,
+                  marker="o" if len(curve.values) <= 30 else "", markersize=3)
     axes.set_xlabel("training examples seen" if counter is not None else "logged step")
     axes.set_ylabel("loss")
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right", frameon=False)
-    return figure_svg(figure, name, "loss curve drawn from " + ", ".join(c.name for c in losses))
+    used = [*losses, *([counter] if counter is not None else [])]
+    return figure_svg(figure, name, "loss curve drawn from " + ", ".join(c.name for c in losses)), used
 
 
 def curve_view(evidence: Evidence, model: ModelEvidence, model_key: str, model_keys: list[str]) -> CurveView | None:
@@ -87,5 +98,7 @@ def curve_view(evidence: Evidence, model: ModelEvidence, model_key: str, model_k
     if cell is not None:
         return CurveView(file.path, cell=cell)
     curves = model_curves(file, model_key, model_keys)
-    svg = draw(curves, f"loss-{model_key}")
-    return CurveView(file.path, svg=svg, curves=tuple(curves)) if svg is not None else None
+    drawn = draw(curves, f"loss-{model_key}")
+    if drawn is None:
+        return CurveView(file.path, recorded=file.curves is not None)
+    return CurveView(file.path, svg=drawn[0], curves=tuple(drawn[1]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import re
 from pathlib import Path
 
 import jinja2
@@ -15,6 +17,8 @@ from grader.rubric import Rubric
 from grader.score import ItemScore, ScoreSheet, fmt
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 @functools.cache
@@ -25,6 +29,18 @@ def _markdown() -> MarkdownIt:
 
 def markdown_filter(text: str) -> Markup:
     return Markup(_markdown().render(text))
+
+
+def png_uri(payload: str) -> str:
+    """A ``data:`` URI for a notebook's PNG output, or "" unless it is base64 of bytes with the PNG signature."""
+    compact = "".join(payload.split())
+    if not _BASE64.fullmatch(compact):
+        return ""
+    try:
+        head = base64.b64decode(compact[:16], validate=True)
+    except ValueError:
+        return ""
+    return f"data:image/png;base64,{compact}" if head.startswith(PNG_SIGNATURE) else ""
 
 
 def score_text(item: ItemScore) -> str:
@@ -44,6 +60,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["markdown"] = markdown_filter
+    env.filters["png_uri"] = png_uri
     env.globals.update(fmt=fmt, score_text=score_text)
     return env
 
