@@ -290,8 +290,8 @@ def score(rubric: Rubric, evidence: Evidence, marks: dict[str, Mark] | None = No
                 items.append(_manual_item(item, mark))
             elif mark is not None and mark.override:
                 overridden = _manual_item(item, mark)
-                items.append(ItemScore(**{**overridden.__dict__, "source": "override",
-                                          "reason": f"set by the TA (automatic result overridden); {overridden.reason}"}))
+                reason = f"set by the TA (automatic result overridden); {overridden.reason}"
+                items.append(ItemScore(**{**overridden.__dict__, "source": "override", "reason": reason}))
             else:
                 items.append(_auto_item(item, rubric, evidence))
         if items:

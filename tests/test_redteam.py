@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(probe() is not None, reason=f"bubblewrap cannot run here: {probe()}")]
 
 REDTEAM = ROOT / "tests" / "redteam"
-LIMITS = ["--cell-timeout", "15", "--timeout", "60", "--memory-gb", "6", "--max-processes", "128",
-          "--max-file-mb", "100", "--max-output-mb", "1"]
+LIMITS = ["--cell-timeout", "30", "--timeout", "90", "--memory-gb", "6", "--max-processes", "128",
+          "--max-file-mb", "100", "--max-output-mb", "1", "--no-pdf"]
 VENV_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 HOST_CANARIES = [
     Path("/tmp/redteam_canary_write_outside.txt"), Path("/etc/redteam_canary"), Path.home() / ".redteam_canary",
@@ -215,11 +215,11 @@ def test_no_secret_reaches_any_student_process(batch: Batch) -> None:
 # ----------------------------------------------------------------------------- one behaviour each
 
 STATUS = {
-    "infinite_loop": ("timeout", "ran past the per-cell time limit (15 s) and were interrupted"),
+    "infinite_loop": ("timeout", "ran past the per-cell time limit (30 s) and were interrupted"),
     "ignores_interrupt": ("timeout", "its kernel, which ignored interrupts in cell 2, was killed"),
     "ignore_signals": ("timeout", "its kernel, which ignored interrupts in cell 2, was killed"),
     "wedge_kernel": ("timeout", "was killed"),
-    "many_slow_cells": ("timeout", "the notebook's total time limit (60 s) was reached"),
+    "many_slow_cells": ("timeout", "the notebook's total time limit (90 s) was reached"),
     "harvest_trap": ("timeout", "the grader's harvest step ran past its time limit"),
     "memory_bomb": ("memory", "ran out of memory (limit 6 GiB"),
     "fork_bomb": ("processes", "limit of 128 processes"),
@@ -299,7 +299,9 @@ def test_memory_and_process_bombs_stay_inside(batch: Batch) -> None:
 def test_killing_the_parent_or_exiting_does_not_touch_the_grader(batch: Batch) -> None:
     assert "AFTER_SYS_EXIT" in outputs(evidence(batch, "sys_exit"))
     text = outputs(evidence(batch, "kill_parent"))
-    assert "pytest" not in text and "nbclient" not in text, "the grader's processes are invisible"
+    found = [line.split()[1] for line in text.splitlines() if line.startswith("FOUND_PROCESS")]
+    assert set(found) <= {"1"}, f"processes outside the sandbox were visible: {found}"  # 1: the sandbox's init
+    assert "AFTER_KILLS" in text
 
 
 def test_no_network(batch: Batch) -> None:

@@ -278,12 +278,17 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
     if harvest_index in tracker.timed_out:
         return "timeout", (f"the grader's harvest step ran past its time limit ({limits.harvest_timeout_s:.0f} s): "
                            "something in the notebook's variables made saving the models hang")
-    if tracker.timed_out:
-        return "timeout", (f"cell(s) {listed(tracker.timed_out)} ran past the per-cell time limit "
-                           f"({limits.cell_timeout_s:.0f} s) and were interrupted; later cells still ran")
-    if tracker.not_run:
-        return "timeout", (f"the notebook's total time limit ({limits.total_timeout_s:.0f} s) was reached; "
-                           f"{len(tracker.not_run)} cell(s) were not run")
+    if tracker.timed_out or tracker.not_run:
+        parts = []
+        if tracker.timed_out:
+            parts.append(f"cell(s) {listed(tracker.timed_out)} ran past the per-cell time limit "
+                         f"({limits.cell_timeout_s:.0f} s) and were interrupted")
+        if tracker.not_run:
+            parts.append(f"the notebook's total time limit ({limits.total_timeout_s:.0f} s) was reached; "
+                         f"{len(tracker.not_run)} cell(s) were not run")
+        else:
+            parts.append("later cells still ran")
+        return "timeout", "; ".join(parts)
     if memory:
         return "memory", (f"cell(s) {listed(memory)} ran out of memory (limit {limits.memory_bytes / GiB:.0f} GiB "
                           "per process); later cells still ran")
