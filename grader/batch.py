@@ -111,7 +111,7 @@ def _die_with_the_grader() -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
-        PR_SET_PDEATHSIG = 1  # noqa: N806 - the name in <sys/prctl.h>
+        PR_SET_PDEATHSIG = 1
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     Cgroup.sweep()

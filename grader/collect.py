@@ -27,10 +27,10 @@ from grader.claims import check_claims, parse_claims
 from grader.data import DataSet
 from grader.definitions import extract
 from grader.evidence import Cell, Claim, Environment, Evidence, FileEvidence, LoggedCurve
+from grader.execute.cgroups import Cgroup
 from grader.execute.magics import as_python
 from grader.execute.module import run_module
 from grader.execute.notebook import RunResult, run_notebook
-from grader.execute.cgroups import Cgroup
 from grader.execute.sandbox import Limits, Mount, Sandbox, describe_limits
 from grader.execute.workdir import make_workdir
 from grader.intake import Submission, SubmissionFile

@@ -154,7 +154,9 @@ def extract(chunks: Iterable[tuple[str, str]]) -> Definitions:
                 continue
             known.update(names)
             code = ast.get_source_segment(source, statement) or ast.unparse(statement)
-            if isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and statement.decorator_list:
+            decorated = isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
+                and statement.decorator_list
+            if decorated:
                 code = ast.unparse(statement)  # the segment would miss the decorators
             result.statements.append(Statement(f"{origin}, line {statement.lineno}", code, tuple(names)))
     return result

@@ -101,7 +101,8 @@ def _imports_of_notebook(path: Path) -> set[str]:
         if cell.cell_type != "code":
             continue
         try:
-            tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))))
+            python = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))]
+            tree = ast.parse("\n".join(python))
         except SyntaxError:
             continue
         for node in ast.walk(tree):

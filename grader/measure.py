@@ -37,7 +37,6 @@ from grader.results import (
     tensor_shapes,
 )
 
-
 # state_dict entries that are statistics, not parameters (BatchNorm and friends)
 NORMALISATION_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

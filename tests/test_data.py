@@ -93,7 +93,7 @@ def test_full_profile_from_a_directory(tmp_path: Path, gz: bool) -> None:
 
 
 def test_full_profile_errors_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no train-images-idx3-ubyte .* found; it needs MNIST's four raw files"):
+    with pytest.raises(DataError, match=r"no train-images-idx3-ubyte .* found; it needs MNIST's four raw files"):
         provision("full", tmp_path / "cache", mnist_dir=tmp_path)
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 20)
     for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):

@@ -314,7 +314,7 @@ def test_no_other_submission_rubric_reports_or_labels_visible(batch: Batch) -> N
     for name in ("read_other_submission", "read_rubric", "read_test_labels", "env_and_proc_snooping"):
         text = outputs(evidence(batch, name))
         assert batch.secret not in text, name
-        assert "hw4.yaml" not in "\n".join(l for l in text.splitlines() if l.startswith("READ_OK")), name
+        assert "hw4.yaml" not in "\n".join(line for line in text.splitlines() if line.startswith("READ_OK")), name
         assert "holdout-labels-idx1-ubyte" not in text, name
 
 
@@ -359,7 +359,7 @@ def test_links_in_the_results_are_refused(batch: Batch) -> None:
 def test_a_hidden_extra_layer_is_not_the_handouts_architecture(batch: Batch, rubric: Rubric) -> None:
     for name in ("cleanroom_tamper_results", "frozen_extra_layer"):
         ev = evidence(batch, name)
-        assert "architecture" in [l.id for l in score(rubric, ev).item("2.3").lines if l.applied], name
+        assert "architecture" in [line.id for line in score(rubric, ev).item("2.3").lines if line.applied], name
         assert any(m.parameter_elements == 109620 for m in ev.models), name
 
 

@@ -17,11 +17,12 @@ GRADED_PDF_LINES = {
     "1.2": [(0, "Correct"), (-1, "did not mention internal co-varient shift")],
     "1.3": [(0, "Correct")],
     "1.4": [(0, "Correct"), (-1, "vague explaination")],
-    "2.1": [(0, "Correct"), (-3, "Lacks explanation about layers and weights."), (-2, "Should use relu as activation unit."),
-            (-2, "Activation unit (relu) not mentioned."), (-15, "Missing solution")],
+    "2.1": [(0, "Correct"), (-3, "Lacks explanation about layers and weights."),
+            (-2, "Should use relu as activation unit."), (-2, "Activation unit (relu) not mentioned."),
+            (-15, "Missing solution")],
     "2.2": [(0, "Correct"), (-2, "Lacks explanation of the loss by considering different conditions."),
-            (-3, "Equation not simplified."), (-2, "Should use relu as activation unit."), (-2, "Equation not correct."),
-            (-15, "Missing solution.")],
+            (-3, "Equation not simplified."), (-2, "Should use relu as activation unit."),
+            (-2, "Equation not correct."), (-15, "Missing solution.")],
     "2.3": [(0, "Correct"), (-2, "Low accuracy")],
     "3.1": [(0, "Correct"), (-3, "Configurations not mentioned."), (-15, "Missing solution.")],
     "3.2": [(0, "Correct"), (-20, "Not Done"), (-5, "Test or Train accuracy not satisfactory.")],
@@ -50,8 +51,8 @@ def test_hw4_has_the_graded_pdf_items_points_and_lines(rubric: Rubric) -> None:
 
 def test_hw4_models_and_counts(rubric: Rubric) -> None:
     assert rubric.models["mlp"].class_name == "MNISTClassifierMLP"
-    assert rubric.models["mlp"].trainable_params == 101770 == sum(l.params for l in rubric.models["mlp"].layers)
-    assert rubric.models["cnn"].trainable_params == 8490 == sum(l.params for l in rubric.models["cnn"].layers)
+    for key, count in (("mlp", 101770), ("cnn", 8490)):
+        assert rubric.models[key].trainable_params == count == sum(x.params for x in rubric.models[key].layers)
 
 
 def test_unknown_key_names_its_yaml_path() -> None:

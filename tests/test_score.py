@@ -116,7 +116,8 @@ def test_parameter_count_text(rubric: Rubric, text: str, expected_lines: list[st
 
 
 def test_ta_override_of_an_automatic_item(rubric: Rubric) -> None:
-    sheet = score(rubric, evidence([model()]), {"3.2": Mark(lines=("correct",), override=True, comment="ran on TA laptop")})
+    marks = {"3.2": Mark(lines=("correct",), override=True, comment="ran on TA laptop")}
+    sheet = score(rubric, evidence([model()]), marks)
     assert sheet.item("3.2").score == 20
     assert sheet.item("3.2").source == "override"
 

@@ -107,7 +107,8 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
               help="Isolation for student code. 'none' runs it as your own user with only time and "
                    "memory limits: use it only where bubblewrap cannot run, for code you trust.")
 @click.option("--cell-timeout", type=click.FloatRange(min=1), default=None,
-              help=f"Seconds one notebook cell may run before it is interrupted [rubric, else {Limits.cell_timeout_s:g}].")
+              help="Seconds one notebook cell may run before it is interrupted "
+                   f"[rubric, else {Limits.cell_timeout_s:g}].")
 @click.option("--timeout", "total_timeout", type=click.FloatRange(min=1), default=None,
               help=f"Seconds one notebook or module may run in all [rubric, else {Limits.total_timeout_s:g}].")
 @click.option("--memory-gb", type=click.FloatRange(min=1), default=None,

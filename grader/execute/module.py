@@ -24,6 +24,11 @@ def _split_output(output: str, steps: int) -> list[str]:
     return [head, *rest[:steps], *([""] * max(0, steps - len(rest)))]
 
 
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1][:500] if lines else "failed"
+
+
 def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sandbox: Sandbox,
                mounts: list[Mount], limits: Limits, threads: int, plan: list[dict[str, Any]]) -> RunResult:
     job = {
@@ -45,7 +50,8 @@ def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sand
     status: FileStatus = "completed"
     message = ""
     if limit_hit == "memory":
-        status, message = "memory", f"the module run used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB)"
+        status = "memory"
+        message = f"the module run used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB)"
     elif result.timed_out:
         status, message = "timeout", f"the module run {result.describe_exit()} ({limits.total_timeout_s:.0f} s)"
     elif result.returncode not in (0, 1) or not steps:
@@ -69,7 +75,8 @@ def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sand
             index=number, cell_type="code",
             source=f"# [grader] {step.step} with the handout's loop (found {step.found or '-'})",
             status="ok" if step.ok else "error", duration_s=step.duration_s,
-            error=None if step.ok else CellError(ename="TrainingError", evalue=(step.error or "").strip().splitlines()[-1][:500] if step.error else "failed", traceback=step.error or ""),
+            error=None if step.ok else CellError(ename="TrainingError", evalue=_last_line(step.error),
+                                                 traceback=step.error or ""),
             output_text=chunks[number] if number < len(chunks) else "",
         ))
     harvested = (work.out / "harvest.json").is_file()

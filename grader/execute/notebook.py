@@ -196,7 +196,8 @@ async def _run(client: GradingClient, manager: Any, env: dict[str, str], limits:
 def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbox: Sandbox, mounts: list[Mount],
                  limits: Limits, threads: int) -> RunResult:
     original = nbformat.from_dict(notebook)
-    harvest_code = (runtime / "harvest.py").read_text() + f"\n__grader_harvest({str(work.out)!r})\ndel __grader_harvest\n"
+    harvest_code = (runtime / "harvest.py").read_text() + \
+        f"\n__grader_harvest({str(work.out)!r})\ndel __grader_harvest\n"
     nb, skipped = prepare_notebook(nbformat.from_dict(notebook), harvest_code)
     ipc_dir = Path(tempfile.mkdtemp(prefix="gk", dir="/tmp")) if sandbox.name != "none" else None
     if ipc_dir is not None:
@@ -221,8 +222,9 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     except DeadKernelError:
         crashed_at = getattr(client, "_current_index", None)
         if time.monotonic() >= outer_deadline - 1:  # nbclient reports our own cancellation as a dead kernel
-            status, message = "timeout", (f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s) "
-                                          f"and its kernel, which ignored interrupts in cell {crashed_at}, was killed")
+            status = "timeout"
+            message = (f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s) "
+                       f"and its kernel, which ignored interrupts in cell {crashed_at}, was killed")
         else:
             status, message = "crashed", (f"the kernel died while running cell {crashed_at} (killed, out of memory, "
                                           "or exited)")

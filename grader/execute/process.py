@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,7 +68,5 @@ def run_process(launch: Launch, *, cwd: Path, timeout_s: float, max_output_bytes
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill what the process left behind too (it runs in its own session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

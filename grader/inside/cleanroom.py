@@ -170,7 +170,7 @@ def main():
             ]
             record["summary"] = layer_summary(model, torch)
             record["logits"] = {}
-            transforms = [None] + list(model_job.get("normalize", []))
+            transforms = [None, *model_job.get("normalize", [])]
             for t_index, transform in enumerate(transforms):
                 for split, split_images in images.items():
                     name = f"m{number}_t{t_index}_{split}.npy"
