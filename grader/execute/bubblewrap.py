@@ -88,8 +88,11 @@ class Bubblewrap(Sandbox):
             mount.target.mkdir(parents=True, exist_ok=True)  # an empty mount point
 
     def _filesystem(self, mounts: Iterable[Mount], limits: Limits) -> list[str]:
-        args = ["--perms", "0755", "--tmpfs", "/"]
-        created: set[Path] = {Path("/tmp"), Path("/dev"), Path("/proc")}  # mounted below
+        # the private /tmp first: the environment or a work dir may live under /tmp and is bound on top
+        args = ["--perms", "0755", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp",
+                "--perms", "1777", "--size", str(limits.max_tmp_bytes // 4), "--tmpfs", "/dev/shm"]
+        created: set[Path] = {Path("/tmp"), Path("/dev"), Path("/proc")}
 
         def directories_for(target: Path) -> list[str]:
             out = []
@@ -111,9 +114,6 @@ class Bubblewrap(Sandbox):
             args += [*directories_for(root), "--ro-bind", str(root), str(root)]
         for hidden in masked_paths():  # an empty directory over it
             args += ["--perms", "0755", "--tmpfs", str(hidden)]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", str(limits.max_tmp_bytes // 4), "--tmpfs", "/dev/shm"]
         if self.gpu:
             for device in GPU_DEVICES:
                 args += ["--dev-bind-try", device, device]
