@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from grader.data import DataSet
 from grader.execute.bubblewrap import Bubblewrap, probe
-from grader.execute.sandbox import Limits, Mount, base_env
+from grader.execute.sandbox import Limits, base_env
 from grader.execute.workdir import make_workdir
 
 pytestmark = pytest.mark.skipif(probe() is not None, reason=f"bubblewrap cannot run here: {probe()}")
