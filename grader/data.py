@@ -346,7 +346,7 @@ def provision(profile: str, cache_dir: Path | None = None, mnist_dir: Path | Non
     """Make sure ``profile`` is in the cache (build it if missing or corrupt) and return it."""
     if profile not in PROFILES:
         raise DataError(f"unknown data profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    root = (cache_dir or default_cache_dir()) / "mnist" / profile
+    root = (cache_dir or default_cache_dir()).resolve() / "mnist" / profile
     root.parent.mkdir(parents=True, exist_ok=True)
     manifest = _verify(root)
     wanted_source = None if mnist_dir is None else f"raw files from {mnist_dir}"

@@ -230,3 +230,15 @@ def test_a_second_run_reuses_the_evidence(graded: Graded, cache_dir: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "aditya_singh: 45 / 100" in done.stderr and "(reused)" in done.stderr
     assert {p: p.stat().st_mtime_ns for p in graded.out.glob("*/evidence.json")} == stamps
+
+
+def test_relative_paths_work_from_any_directory(tmp_path: Path, cache_dir: Path, rubric: Rubric) -> None:
+    """`make grade` passes `--out reports/`: sandboxes must get absolute paths whatever the cwd."""
+    shutil.copytree(ROOT / "tests" / "redteam" / "good_student", tmp_path / "class" / "good_student")
+    done = subprocess.run([sys.executable, "-m", "grader", "grade", "class", "--rubric", str(RUBRIC), "--out",
+                           "reports", "--cache-dir", str(cache_dir), "--no-pdf"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    evidence = read_evidence(tmp_path / "reports" / "good_student" / "evidence.json")
+    assert [f.status for f in evidence.files] == ["completed"]
+    assert score(rubric, evidence).item("2.3").score == 20

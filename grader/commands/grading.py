@@ -163,6 +163,7 @@ def _run_batch(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Mark
         dataset = provision(profile, cache_dir, mnist_dir)
         sandbox = choose_sandbox(sandbox_mode)
     workers = workers or default_workers()
+    out_dir = out_dir.resolve()  # sandboxes bind these paths: they must not depend on the cwd
     work_root = out_dir / ".work"
     settings = Settings(dataset=dataset, work_root=work_root, runtime=install_runtime(work_root / "runtime"),
                         sandbox=sandbox, limits=limits, plan=training_plan(rubric),

@@ -18,6 +18,7 @@ def install_runtime(destination: Path) -> Path:
     They are copied rather than used in place so that the sandbox never needs a view of the
     grader's source tree (which sits beside the rubric and the reference solutions).
     """
+    destination = destination.resolve()
     destination.mkdir(parents=True, exist_ok=True)
     for name in RUNTIME_FILES:
         target = destination / name
@@ -60,7 +61,11 @@ def _remove(path: Path) -> None:
 
 
 def make_workdir(base: Path, submission_root: Path, files: list[Path]) -> WorkDir:
-    """A fresh directory holding a copy of ``files`` (paths under ``submission_root``)."""
+    """A fresh directory holding a copy of ``files`` (paths under ``submission_root``).
+
+    Its path is absolute: sandboxes bind it, and the kernel runs in it, whatever the grader's cwd.
+    """
+    base = base.resolve()
     _remove(base)
     base.mkdir(parents=True)
     for path in files:
