@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,8 @@ EXIT_ENVIRONMENT = 4  # the machine cannot do it: no sandbox, no data
 EXIT_CODES = {RubricError: EXIT_INPUT, MarksError: EXIT_INPUT, IntakeError: EXIT_INPUT, DataError: EXIT_ENVIRONMENT,
               SandboxUnavailable: EXIT_ENVIRONMENT}
 
-err = Console(stderr=True, highlight=False)
+# Messages on stderr are not hard-wrapped when piped: a log line stays one line for grep and CI logs.
+err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 out = Console(highlight=False)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -75,3 +77,11 @@ def test_full_profile_offline_says_what_to_do(tmp_path: Path) -> None:
 def test_rubric_check_lists_items() -> None:
     result = CliRunner().invoke(cli, ["rubric", "check", str(RUBRIC)])
     assert result.exit_code == 0 and "DS5220 Homework 4: 100 points" in result.output
+
+
+def test_messages_on_a_piped_stderr_are_not_wrapped() -> None:
+    """A CI log or `grep` sees one message per line, however long the paths in it (CI's checkout is deep)."""
+    message = "checking " + "/very/deep/checkout" * 10 + " with a rubric"
+    done = subprocess.run([sys.executable, "-c", f"from grader.cli import err; err.print({message!r})"],
+                          capture_output=True, text=True, check=True)
+    assert done.stderr == message + "\n"
