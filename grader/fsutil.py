@@ -12,11 +12,17 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+# The process umask, read once at import (reading it means setting it): atomic writes give their
+# files the mode a plain open() would, not mkstemp's 0600, so a TA or a web server can read reports.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
