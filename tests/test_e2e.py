@@ -105,6 +105,8 @@ def test_seed_student(graded: Graded, rubric: Rubric) -> None:
     cnn_file = next(f for f in evidence.files if f.path == "problem3_cnn.ipynb")
     errors = [c.error.ename for c in cnn_file.cells if c.error]
     assert errors == ["NameError"], "the undefined load_data() cell is recorded and the notebook goes on"
+    mlp_file = next(f for f in evidence.files if f.path == "problem2_mlp.ipynb")
+    assert not [c.error for c in mlp_file.cells if c.error], "his '20 incorrect predictions' loop finds 20"
     assert any("!pip install torch torchvision matplotlib tqdm" in c.skipped_magics for c in cnn_file.cells)
     # his P3 prints swap train and test and average over epochs: flagged, not trusted
     assert [c.consistent for c in cnn_file.claim_checks] == [False, False]
