@@ -8,8 +8,9 @@ export GRADER_CACHE_DIR ?= $(CURDIR)/.cache/grader
 
 .PHONY: setup system-deps data grade test lint clean
 
-# bubblewrap: the sandbox; chromium + poppler-utils: the tests that look at reports as a person would
-SYSTEM_PACKAGES := bubblewrap:bwrap chromium:chromium poppler-utils:pdftoppm
+# bubblewrap: the sandbox; chromium + poppler-utils: the tests that look at reports as a person would;
+# chromium-driver: the tests that drive `grader serve` in Chromium (Selenium)
+SYSTEM_PACKAGES := bubblewrap:bwrap chromium:chromium chromium-driver:chromedriver poppler-utils:pdftoppm
 
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \

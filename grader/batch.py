@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import traceback
@@ -24,11 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 from grader import __version__
-from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files, work_name
+from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files
 from grader.evidence import Evidence, read_evidence, write_evidence
 from grader.execute.cgroups import Cgroup
+from grader.execute.sandbox import remove_tree
 from grader.intake import Submission
-from grader.results import ResultError, result_path
+from grader.outdir import OutDir
 
 Status = Literal["graded", "reused", "failed"]
 
@@ -50,22 +50,19 @@ class BatchResult:
         return [o for o in self.outcomes if o.status == "failed" or (o.evidence and o.evidence.status != "ok")]
 
 
-def student_dir(out_dir: Path, student: str) -> Path:
-    return out_dir / student
-
-
-def evidence_path(out_dir: Path, student: str) -> Path:
-    return student_dir(out_dir, student) / "evidence.json"
-
-
 def reusable(path: Path, submission: Submission, settings: Settings) -> Evidence | None:
-    """Stored evidence for exactly this submission and set-up, or None."""
+    """Stored evidence of a finished run of exactly this submission and set-up, or None.
+
+    Evidence of a run that could not finish (status 'error': an internal error, a worker that
+    died, nothing to grade) is never reused: the next ``grade`` tries again.
+    """
     try:
         evidence = read_evidence(path)
     except (OSError, ValueError):
         return None
     same = (
-        evidence.submission_sha256 == submission.sha256
+        evidence.status == "ok"
+        and evidence.submission_sha256 == submission.sha256
         and evidence.profile == settings.dataset.profile
         and evidence.data.get("sha256") == settings.dataset.manifest["sha256"]
         and evidence.plan_sha256 == plan_sha256(settings.plan)
@@ -73,26 +70,6 @@ def reusable(path: Path, submission: Submission, settings: Settings) -> Evidence
         and evidence.environment.sandbox == settings.sandbox.name
     )
     return evidence if same else None
-
-
-def _keep_weights(evidence: Evidence, work: Path, target: Path) -> None:
-    """Copy the harvested tensors out of the work dirs before they are removed (for audit)."""
-    shutil.rmtree(target, ignore_errors=True)
-    for file in {model.file for model in evidence.models}:
-        work_root = work / evidence.student / work_name(file)
-        try:
-            models = result_path(work_root, "models")
-            names = sorted(p.name for p in models.glob("*.safetensors")) if models.is_dir() else []
-        except ResultError:
-            continue
-        for name in names:
-            try:
-                source = result_path(work_root, f"models/{name}")
-            except ResultError:
-                continue
-            if source.is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target / f"{file}__{Path(name).stem}.safetensors".replace("/", "__"))
 
 
 def failure_evidence(submission: Submission, settings: Settings, message: str) -> Evidence:
@@ -117,31 +94,61 @@ def _die_with_the_grader() -> None:
     Cgroup.sweep()
 
 
-def collect_one(submission: Submission, settings: Settings, out_dir: Path) -> Evidence:
-    """Worker entry point: collect, write atomically, clean up. Never raises."""
+def _publish_weights(staged: Path, target: Path) -> None:
+    """Replace the student's ``models/`` with the weights this run kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    remove_tree(old)
+    if target.exists() or target.is_symlink():
+        target.rename(old)
+    if staged.is_dir():
+        staged.rename(target)
+    remove_tree(old)
+
+
+def collect_one(submission: Submission, settings: Settings, out: OutDir) -> None:
+    """Worker entry point: collect, write the evidence atomically, clean up. Never raises for the student.
+
+    The evidence goes to the student's folder; the parent reads it from there.
+    """
+    folder = out.student(submission.student)
     try:
         evidence = collect_evidence(submission, settings)
     except Exception as error:  # a grader bug must not stop the batch
         detail = traceback.format_exc(limit=6)
         evidence = failure_evidence(submission, settings, f"internal grader error: {error!r}\n{detail}")
-    write_evidence(evidence, evidence_path(out_dir, submission.student))
     try:
-        _keep_weights(evidence, settings.work_root, student_dir(out_dir, submission.student) / "models")
+        _publish_weights(settings.work_root / submission.student / "models", folder.models)
+    except OSError as error:
+        evidence.problems.append(f"the trained weights could not be kept: {error.strerror}")
     finally:
-        shutil.rmtree(settings.work_root / submission.student, ignore_errors=True)
-    return evidence
+        write_evidence(evidence, folder.evidence)
+        remove_tree(settings.work_root / submission.student)
 
 
-def run_batch(submissions: list[Submission], settings: Settings, out_dir: Path, *, workers: int, force: bool,
+def _read_outcome(submission: Submission, settings: Settings, out: OutDir, status: Status) -> Outcome:
+    path = out.student(submission.student).evidence
+    try:
+        return Outcome(submission.student, status, read_evidence(path))
+    except (OSError, ValueError) as error:
+        evidence = failure_evidence(submission, settings, f"the grading worker's evidence could not be read: {error}")
+        write_evidence(evidence, path)
+        return Outcome(submission.student, "failed", evidence, "unreadable evidence")
+
+
+def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *, workers: int, force: bool,
               on_done: Callable[[Outcome], None]) -> BatchResult:
     result = BatchResult()
+
+    def finish(outcome: Outcome) -> None:
+        result.outcomes.append(outcome)
+        on_done(outcome)
+
     todo: list[Submission] = []
     for submission in submissions:
-        stored = None if force else reusable(evidence_path(out_dir, submission.student), submission, settings)
+        stored = None if force else reusable(out.student(submission.student).evidence, submission, settings)
         if stored is not None:
-            outcome = Outcome(submission.student, "reused", stored)
-            result.outcomes.append(outcome)
-            on_done(outcome)
+            finish(Outcome(submission.student, "reused", stored))
         else:
             todo.append(submission)
     context = multiprocessing.get_context("spawn")
@@ -152,26 +159,29 @@ def run_batch(submissions: list[Submission], settings: Settings, out_dir: Path, 
         batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
         pool_size = 1 if isolated else max(1, min(workers, len(batch)))
         with ProcessPoolExecutor(max_workers=pool_size, mp_context=context, initializer=_die_with_the_grader) as pool:
-            running: dict[Future[Evidence], Submission] = {
-                pool.submit(collect_one, s, settings, out_dir): s for s in batch
-            }
+            running: dict[Future[None], Submission] = {pool.submit(collect_one, s, settings, out): s for s in batch}
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     submission = running.pop(future)
                     attempts[submission.student] = attempts.get(submission.student, 0) + 1
                     try:
-                        outcome = Outcome(submission.student, "graded", future.result())
+                        future.result()
+                        outcome = _read_outcome(submission, settings, out, "graded")
                     except BrokenProcessPool:
                         if attempts[submission.student] < 2:
                             todo.append(submission)
                             continue
                         evidence = failure_evidence(submission, settings,
                                                     "the grading worker died while collecting this submission")
-                        write_evidence(evidence, evidence_path(out_dir, submission.student))
+                        write_evidence(evidence, out.student(submission.student).evidence)
                         outcome = Outcome(submission.student, "failed", evidence, "grading worker died")
-                    result.outcomes.append(outcome)
-                    on_done(outcome)
+                    except Exception as error:  # the worker's own error handling failed (disk full, ...)
+                        evidence = failure_evidence(submission, settings, f"the grading worker failed: {error!r}")
+                        with contextlib.suppress(OSError):
+                            write_evidence(evidence, out.student(submission.student).evidence)
+                        outcome = Outcome(submission.student, "failed", evidence, str(error))
+                    finish(outcome)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from grader.evidence import Evidence
 from grader.fsutil import atomic_write_text
 from grader.rubric import Rubric, RubricError, load_rubric
-from grader.score import match_model
+from grader.findings import match_model
 
 
 class CalibrationError(RuntimeError):

@@ -13,11 +13,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grader import __version__
-from grader.data import DEFAULT_PROFILE, PROFILES, DataError
+from grader.data import DataError
+from grader.profiles import DEFAULT_PROFILE, PROFILES
 from grader.execute.select import SandboxUnavailable
 from grader.intake import IntakeError
 from grader.marks import Marks, MarksError, load_marks
+from grader.marksdb import MarksDbError, MarksDbLocked, NothingToUndo, db_rubric, is_marks_db
+from grader.pipeline import PipelineError
 from grader.rubric import Rubric, RubricError, load_rubric
+from grader.rubric_edits import RubricEditError
 
 # Exit codes: one mapping for every command (README "Exit codes").
 EXIT_OK = 0
@@ -26,7 +30,8 @@ EXIT_USAGE = 2  # bad command line (click's own code)
 EXIT_INPUT = 3  # an input file is invalid: rubric, marks, submission path
 EXIT_ENVIRONMENT = 4  # the machine cannot do it: no sandbox, no data
 EXIT_CODES = {RubricError: EXIT_INPUT, MarksError: EXIT_INPUT, IntakeError: EXIT_INPUT, DataError: EXIT_ENVIRONMENT,
-              SandboxUnavailable: EXIT_ENVIRONMENT}
+              SandboxUnavailable: EXIT_ENVIRONMENT, MarksDbLocked: EXIT_ENVIRONMENT,  # before its base class
+              MarksDbError: EXIT_INPUT, NothingToUndo: EXIT_INPUT, RubricEditError: EXIT_INPUT}
 
 # Messages on stderr are not hard-wrapped when piped: a log line stays one line for grep and CI logs.
 err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
@@ -47,7 +52,8 @@ def mapped_errors() -> Iterator[None]:
     try:
         yield
     except tuple(EXIT_CODES) as error:
-        raise CommandError(str(error), EXIT_CODES[type(error)]) from None
+        code = next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
+        raise CommandError(str(error), code) from None
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -72,7 +78,8 @@ rubric_option = click.option(
     help="Rubric YAML, e.g. rubric/hw4.yaml.")
 marks_option = click.option(
     "--marks", "marks_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="TA marks for manual items (YAML or CSV); without them manual items show as pending.")
+    help="TA marks for manual items (YAML, CSV, or the marks.sqlite of 'grader serve'); without them manual items "
+         "show as pending.")
 out_option = click.option(
     "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
     help="Output folder: one sub-folder per student (evidence.json, report.html) and gradebook.csv.")
@@ -81,6 +88,12 @@ out_option = click.option(
 def load_inputs(rubric_path: Path, marks_path: Path | None) -> tuple[Rubric, Marks | None]:
     with mapped_errors():
         rubric = load_rubric(rubric_path)
+        if marks_path and is_marks_db(marks_path):  # with the rubric lines changed while grading
+            edited = db_rubric(rubric, marks_path)
+            if edited != rubric:
+                err.print(f"rubric: {rubric_path} with the line changes made while grading in {marks_path} "
+                          "('grader rubric export' writes them as a rubric file)")
+            rubric = edited
         marks = load_marks(marks_path, rubric) if marks_path else None
     return rubric, marks
 
@@ -100,7 +113,7 @@ def cli() -> None:
 
 
 # the commands register themselves on `cli`
-from grader.commands import check, grading, reports  # noqa: E402, F401
+from grader.commands import check, grading, reports, serve  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -26,23 +26,39 @@ from grader import __version__
 from grader.claims import check_claims, parse_claims
 from grader.data import DataSet
 from grader.definitions import extract
-from grader.evidence import Cell, Claim, Environment, Evidence, FileEvidence, LoggedCurve
+from grader.evidence import (
+    Cell,
+    Claim,
+    DataPathUsed,
+    Environment,
+    Evidence,
+    FileEvidence,
+    LoggedCurve,
+    ModelEvidence,
+)
 from grader.execute.cgroups import Cgroup
+from grader.execute.limits import Limits, Mount
 from grader.execute.magics import as_python
 from grader.execute.module import run_module
 from grader.execute.notebook import RunResult, run_notebook
-from grader.execute.sandbox import Limits, Mount, Sandbox, describe_limits
+from grader.execute.sandbox import Sandbox
 from grader.execute.workdir import make_workdir
+from grader.fsutil import atomic_write_bytes
 from grader.intake import Submission, SubmissionFile
 from grader.measure import HarvestedFile, measure_models
-from grader.results import Harvest, ResultError, read_json, result_path
+from grader.notebook_io import read_notebook
+from grader.outdir import MAX_ID_CHARS
+from grader.results import MAX_WEIGHTS_BYTES, Harvest, ResultError, read_json, read_untrusted, result_path
 from grader.rubric import Rubric
+
+MAX_KEPT_WEIGHTS_BYTES = 64 << 20  # trained weights kept beside a student's report, in all
+MAX_KEPT_MODELS = 20
 
 
 @dataclass(frozen=True)
 class Settings:
     dataset: DataSet
-    work_root: Path
+    work_root: Path  # scratch: <work_root>/<student>/ holds one student's runs
     runtime: Path
     sandbox: Sandbox
     limits: Limits
@@ -50,13 +66,15 @@ class Settings:
     threads: int = 1
     seed: int = 0
     claim_tolerance: float = 0.03
+    secret: bytes = b""  # seeds the clean room's invisible noise (grader.perturb); never enters a sandbox
+    data_path: str = "fast"  # how torchvision's MNIST serves the student's process (inside/fastdata.py)
 
 
 def training_plan(rubric: Rubric) -> list[dict[str, Any]]:
     """What the module runner trains: the rubric's models with their hyperparameters."""
     return [
         {"key": key, "class_name": spec.class_name, "trainable_params": spec.trainable_params,
-         "training": spec.training.model_dump()}
+         "convolutional": spec.convolutional, "training": spec.training.model_dump()}
         for key, spec in rubric.models.items()
     ]
 
@@ -102,23 +120,19 @@ def _definitions_source(file: SubmissionFile, notebook: nbformat.NotebookNode | 
     ]
 
 
-def work_name(relative: str) -> str:
-    return re.sub(r"[^\w.-]", "_", relative)[:80]
-
-
-def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
+def _run_file(number: int, file: SubmissionFile, submission: Submission, settings: Settings
               ) -> tuple[FileEvidence, HarvestedFile]:
-    work = make_workdir(settings.work_root / submission.student / work_name(file.relative),
-                        submission.root, submission.copied)
+    work = make_workdir(settings.work_root / submission.student / f"f{number}", submission.root, submission.copied)
     mounts = [*work.data_mounts(settings.dataset.public_dir), Mount(settings.runtime, settings.runtime)]
-    notebook = nbformat.read(file.path, as_version=4) if file.kind == "notebook" else None
+    notebook = read_notebook(file.path, file.relative).notebook if file.kind == "notebook" else None
     if notebook is not None:
         result: RunResult = run_notebook(notebook, work, runtime=settings.runtime, sandbox=settings.sandbox,
-                                         mounts=mounts, limits=settings.limits, threads=settings.threads)
+                                         mounts=mounts, limits=settings.limits, threads=settings.threads,
+                                         data_path=settings.data_path)
     else:
         result = run_module(file.relative, file.path.read_text(encoding="utf-8"), work, runtime=settings.runtime,
                             sandbox=settings.sandbox, mounts=mounts, limits=settings.limits,
-                            threads=settings.threads, plan=settings.plan)
+                            threads=settings.threads, plan=settings.plan, data_path=settings.data_path)
     message = result.message
     harvest = None
     try:
@@ -132,9 +146,10 @@ def _run_file(file: SubmissionFile, submission: Submission, settings: Settings
         duration_s=result.duration_s, cells=result.cells, claims=_claims(result.cells),
         definition_problems=[f"not valid Python, skipped: {u}" for u in definitions.unparsable],
         curves=[LoggedCurve(**curve.model_dump()) for curve in harvest.curves] if harvest else None,
+        repairs=list(file.repairs),
+        data_path=DataPathUsed(**harvest.data_path.model_dump()) if harvest and harvest.data_path else None,
     )
-    return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest,
-                                   work_root=work.root)
+    return evidence, HarvestedFile(key=file.relative, definitions=definitions, harvest=harvest, work=work)
 
 
 def refused_files(submission: Submission) -> list[FileEvidence]:
@@ -153,15 +168,16 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     if not submission.files:
         problems.append("nothing to grade: no notebook (.ipynb) or module (.py) could be accepted")
     files, harvested = refused_files(submission), []
-    for file in submission.files:
-        evidence, harvest = _run_file(file, submission, settings)
+    for number, file in enumerate(submission.files, start=1):
+        evidence, harvest = _run_file(number, file, submission, settings)
         files.append(evidence)
         harvested.append(harvest)
     models, definition_problems, message = measure_models(
         harvested, submission_files=(submission.root, submission.copied), dataset=settings.dataset,
-        room_base=settings.work_root / submission.student / ".cleanroom", runtime=settings.runtime,
-        sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
+        room_base=settings.work_root / submission.student / "cleanroom", runtime=settings.runtime,
+        sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed, secret=settings.secret,
     )
+    keep_weights(harvested, models, settings.work_root / submission.student / "models")
     if message:
         problems.append(message)
     for record in files:
@@ -175,7 +191,36 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
         environment=environment(settings.sandbox.name, settings.threads),
         status="ok" if submission.files else "error", problems=problems, files=files, models=models,
-        seed=settings.seed, limits=describe_limits(settings.limits, memory_cap()),
+        seed=settings.seed, limits=settings.limits.describe(memory_cap()),
         started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - clock, 3),
     )
+
+
+def _safe_part(text: str, limit: int) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("._")[:limit] or "x"
+
+
+def keep_weights(harvested: list[HarvestedFile], models: list[ModelEvidence], target: Path) -> None:
+    """Copy the harvested tensors the evidence names into ``target`` (for audit), bounded in count and size.
+
+    Only the files each harvest listed are copied, through the untrusted reader (no links, regular
+    files); names are the grader's own. ``ModelEvidence.saved_as`` records each file's name.
+    """
+    by_id = {model.id: model for model in models}
+    budget, kept = MAX_KEPT_WEIGHTS_BYTES, 0
+    for file in harvested:
+        for model in file.harvest.models if file.harvest else []:
+            evidence = by_id.get(f"{file.key}:{model.variable}")
+            if evidence is None or not model.weights or kept >= MAX_KEPT_MODELS:
+                continue
+            try:
+                data = read_untrusted(result_path(file.work.root, model.weights), min(budget, MAX_WEIGHTS_BYTES),
+                                      "weights file")
+            except ResultError:
+                continue
+            name = f"{kept:02d}-{_safe_part(Path(file.key).stem, 40)}-{_safe_part(model.variable, 40)}.safetensors"
+            atomic_write_bytes(target / name[: MAX_ID_CHARS * 2], data)
+            evidence.saved_as = name[: MAX_ID_CHARS * 2]
+            budget -= len(data)
+            kept += 1

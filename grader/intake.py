@@ -9,7 +9,6 @@ still reported (status ``invalid``), never silently dropped.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Literal
 import nbformat
 
 from grader.fsutil import sha256_file, sha256_tree
+from grader.notebook_io import NotebookError, read_notebook
+from grader.outdir import student_ids
 
 MAX_FILE_BYTES = 50 << 20
 MAX_SUBMISSION_FILES = 200
@@ -37,6 +38,7 @@ class SubmissionFile:
     relative: str
     kind: Literal["notebook", "module"]
     sha256: str
+    repairs: tuple[str, ...] = ()  # what was repaired to read the notebook as Jupyter does (notebook_io)
 
 
 @dataclass(frozen=True)
@@ -63,24 +65,22 @@ class Submission:
         return sorted({f.path for f in self.files} | set(self.support))
 
 
-def _check_notebook(path: Path) -> str | None:
+@dataclass(frozen=True)
+class _NotebookCheck:
+    problem: str | None  # why it cannot be run, else None
+    repairs: tuple[str, ...] = ()
+    imports: frozenset[str] = frozenset()
+
+
+def _check_notebook(path: Path, relative: str) -> _NotebookCheck:
+    """Read the notebook leniently (as Jupyter opens it): why it cannot be run, or the repairs and its imports."""
     try:
-        raw = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError) as error:
-        return f"is not a notebook: not valid JSON ({str(error)[:120]}); re-download it from Jupyter/Colab"
-    if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
-        return "is JSON but not a Jupyter notebook (no 'cells'); hand in the .ipynb file itself"
-    major = raw.get("nbformat")
-    if major not in (3, 4):
-        return f"uses notebook format {major}; this grader reads formats 3 and 4 (save it from a current Jupyter)"
-    try:
-        notebook = nbformat.reads(json.dumps(raw), as_version=4)
-        nbformat.validate(notebook)
-    except Exception as error:  # nbformat raises several types
-        return f"is not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
-    if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
-        return "has no code cells (an empty notebook)"
-    return None
+        read = read_notebook(path, relative)
+    except NotebookError as error:
+        return _NotebookCheck(error.problem)
+    if not any(cell.cell_type == "code" and cell.source.strip() for cell in read.notebook.cells):
+        return _NotebookCheck("has no code cells (an empty notebook)")
+    return _NotebookCheck(None, read.repairs, frozenset(_imports_of_notebook(read.notebook)))
 
 
 def _check_module(path: Path) -> str | None:
@@ -91,26 +91,35 @@ def _check_module(path: Path) -> str | None:
     return None
 
 
-def _imports_of_notebook(path: Path) -> set[str]:
+def _imports_of_notebook(notebook: nbformat.NotebookNode) -> set[str]:
     names: set[str] = set()
-    try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception:
-        return names
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
+        python = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))]
         try:
-            python = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))]
-            tree = ast.parse("\n".join(python))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module.split(".")[0])
+            trees = [ast.parse("\n".join(python))]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, or too deeply nested to parse
+            trees = _import_lines(python)
+        for tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names.add(node.module.split(".")[0])
     return names
+
+
+def _import_lines(lines: list[str]) -> list[ast.Module]:
+    """The one-line imports of a cell that does not parse as a whole (a syntax error, a 5,000-term expression)."""
+    trees = []
+    for line in lines:
+        if line.startswith(("import ", "from ")) and len(line) < 1000:
+            try:
+                trees.append(ast.parse(line))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+    return trees
 
 
 def _refusal(path: Path, relative: Path) -> str | None:
@@ -150,7 +159,20 @@ def _walk(root: Path, refused: list[Refusal]) -> list[Path]:
 
 
 def load_submission(path: Path) -> Submission:
-    """One student: a folder or a single notebook/module file."""
+    """One student: a folder or a single notebook/module file. Never raises for what the student handed in:
+    a file that cannot be read is refused, a folder that cannot be read is a problem of the submission."""
+    try:
+        return _load_submission(path)
+    except Exception as error:  # an unreadable folder, out of memory, ...: this student's result, not the batch's
+        said = (str(error).splitlines() or [""])[0][:160]
+        single = path.is_file() or path.is_symlink()
+        student = student_ids([path.stem if single else path.name])[0]
+        return Submission(student=student, root=path.parent if single else path, problems=[
+            f"{path.name!r} could not be read ({type(error).__name__}: {said}); check the files' permissions and "
+            "hand them in again"])
+
+
+def _load_submission(path: Path) -> Submission:
     refused: list[Refusal] = []
     if path.is_file() or path.is_symlink():
         root, student = path.parent, path.stem
@@ -165,27 +187,39 @@ def load_submission(path: Path) -> Submission:
     if not _STUDENT_ID.match(student):
         submission.problems.append(f"{path.name!r}: the folder name is not a usable student id "
                                    "(letters, digits and ._@- only)")
-        submission.student = re.sub(r"[^\w.@-]", "_", student) or "unnamed"
-    notebooks = [p for p in candidates if p.suffix == ".ipynb"]
-    imported = set().union(*(_imports_of_notebook(p) for p in notebooks)) if notebooks else set()
+        submission.student = student_ids([student])[0]
+    notebooks = {candidate: _check_notebook(candidate, candidate.relative_to(root).as_posix())
+                 for candidate in candidates if candidate.suffix == ".ipynb"}
+    imported = set().union(*(check.imports for check in notebooks.values()))
     for candidate in candidates:
         relative = candidate.relative_to(root).as_posix()
         kind = GRADABLE.get(candidate.suffix)
         if kind is None or (kind == "module" and candidate.stem in imported):
             submission.support.append(candidate)  # data, images, helper modules the notebook imports
             continue
-        problem = _check_notebook(candidate) if kind == "notebook" else _check_module(candidate)
+        repairs: tuple[str, ...] = ()
+        try:
+            if kind == "notebook":
+                problem, repairs = notebooks[candidate].problem, notebooks[candidate].repairs
+            else:
+                problem = _check_module(candidate)
+            sha256 = "" if problem else sha256_file(candidate)
+        except Exception as error:  # unreadable (permissions, I/O error, memory): this file is refused
+            problem = f"could not be read ({type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]})"
         if problem:
             submission.refused.append(Refusal(relative, f"refused: {relative} {problem}"))
             continue
-        submission.files.append(SubmissionFile(candidate, relative, kind, sha256_file(candidate)))  # type: ignore[arg-type]
+        submission.files.append(SubmissionFile(candidate, relative, kind, sha256, repairs))  # type: ignore[arg-type]
     if submission.files or submission.support:
         submission.sha256 = sha256_tree(root, submission.copied)
     return submission
 
 
 def _has_gradable_files(path: Path) -> bool:
-    return any(p.suffix in GRADABLE for p in path.iterdir() if p.is_file() or p.is_symlink())
+    try:
+        return any(p.suffix in GRADABLE for p in path.iterdir() if p.is_file() or p.is_symlink())
+    except OSError:  # an unreadable student folder: load_submission reports it
+        return False
 
 
 def _is_class_folder(path: Path) -> bool:
@@ -213,11 +247,10 @@ def discover(paths: list[Path]) -> list[Submission]:
             if not folders and not singles:
                 raise IntakeError(f"{path}: holds no student folders, notebooks or modules")
             submissions.extend(load_submission(p) for p in [*folders, *singles])
-    seen: dict[str, int] = {}
-    for submission in submissions:
-        if submission.student in seen:
-            seen[submission.student] += 1
-            submission.student = f"{submission.student}-{seen[submission.student]}"
-        else:
-            seen[submission.student] = 1
+    # folder names: unique by construction, never a class file's name (grader.outdir)
+    for submission, student in zip(submissions, student_ids(s.student for s in submissions), strict=True):
+        if student != submission.student:
+            submission.problems.append(f"graded as {student!r}: the name {submission.student!r} is taken by "
+                                       "another submission or by the grader's own files")
+            submission.student = student
     return submissions

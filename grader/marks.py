@@ -65,7 +65,8 @@ def _mark(value: Any, where: str) -> Mark:
     raise MarksError(f"{where}: expected a list of rubric line ids or a mapping with 'lines'")
 
 
-def _validate(marks: Marks, rubric: Rubric) -> None:
+def validate_marks(marks: Marks, rubric: Rubric) -> None:
+    """``MarksError`` naming the student, item and line when ``marks`` do not fit ``rubric``."""
     for student, items in marks.by_student.items():
         for item_id, mark in items.items():
             where = f"{marks.source}: {student}, item {item_id}"
@@ -120,17 +121,21 @@ def parse_csv_marks(text: str, source: str) -> Marks:
         override = (row.get("override") or "").strip().lower() in ("1", "true", "yes", "y")
         mark = Mark(lines=_mark(row.get("lines") or "", f"{source}: row {row_number}").lines,
                     comment=(row.get("comment") or "").strip(), override=override)
-        if mark == Mark(lines=()):  # an empty row (as `grader marks template` writes it) is not marked yet
-            continue
+        if not any((row.get(column) or "").strip() for column in ("lines", "comment", "override")):
+            continue  # an empty row (as `grader marks template` writes it) is not marked yet
         marks.by_student.setdefault(student, {})[item] = mark
     return marks
 
 
 def load_marks(path: Path, rubric: Rubric) -> Marks:
+    if path.suffix.lower() in (".sqlite", ".sqlite3", ".db"):  # the database of `grader serve`
+        from grader.marksdb import load_db_marks
+
+        return load_db_marks(path, rubric)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise MarksError(f"{path}: cannot read the marks file ({error.strerror})") from None
     marks = parse_csv_marks(text, str(path)) if path.suffix.lower() == ".csv" else parse_yaml_marks(text, str(path))
-    _validate(marks, rubric)
+    validate_marks(marks, rubric)
     return marks

@@ -16,9 +16,10 @@ from typing import Literal
 
 from grader.evidence import Evidence
 from grader.keyword_hints import Suggestion, suggest
+from grader.points import fmt
 from grader.render.context import CellView, answer_cells
+from grader.render.gradebook import spreadsheet_safe
 from grader.rubric import Item, Rubric
-from grader.score import fmt
 
 TemplateFormat = Literal["yaml", "csv"]
 # characters YAML refuses anywhere in a stream, comments included (PyYAML's reader)
@@ -91,7 +92,7 @@ def render_yaml(rubric: Rubric, found: list[Entry], *, rubric_name: str, source:
 
 def _cell(text: str) -> str:
     """A descriptive CSV cell that a spreadsheet will not read as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return spreadsheet_safe(text)
 
 
 def render_csv(found: list[Entry]) -> str:

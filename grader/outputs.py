@@ -8,6 +8,7 @@ from pathlib import Path
 from grader.evidence import Evidence, read_evidence
 from grader.fsutil import atomic_write_text
 from grader.marks import Marks
+from grader.outdir import OutDir
 from grader.render.gradebook import gradebook_frame, write_gradebook
 from grader.render.gradescope import render_results
 from grader.render.html import render_report
@@ -26,48 +27,49 @@ class Published:
     pdf_error: str = ""
 
 
-def publish_student(out_dir: Path, rubric: Rubric, rubric_name: str, evidence: Evidence,
+def _out(out: OutDir | Path) -> OutDir:
+    return out if isinstance(out, OutDir) else OutDir(Path(out))
+
+
+def publish_student(out: OutDir | Path, rubric: Rubric, rubric_name: str, evidence: Evidence,
                     marks: Marks | None, *, printer: Printer | None = None) -> Published:
     """``report.html``, ``results.json`` (Gradescope) and, given a Chromium ``printer``, ``report.pdf``.
 
     Without a printer a stale ``report.pdf`` is removed: it would disagree with the new report.
     """
     sheet = score(rubric, evidence, marks.for_student(evidence.student) if marks else None)
-    folder = out_dir / evidence.student
-    report = folder / "report.html"
-    atomic_write_text(report, render_report(rubric, evidence, sheet, rubric_name=rubric_name))
-    atomic_write_text(folder / "results.json", render_results(rubric, evidence, sheet, rubric_name=rubric_name))
-    pdf, pdf_error = folder / "report.pdf", ""
+    folder = _out(out).student(evidence.student)
+    atomic_write_text(folder.report_html, render_report(rubric, evidence, sheet, rubric_name=rubric_name))
+    atomic_write_text(folder.results_json, render_results(rubric, evidence, sheet, rubric_name=rubric_name))
     if printer is None:
-        pdf.unlink(missing_ok=True)
-        return Published(evidence, sheet, report)
+        folder.report_pdf.unlink(missing_ok=True)
+        return Published(evidence, sheet, folder.report_html)
     try:
-        printer.print(report, pdf)
+        printer.print(folder.report_html, folder.report_pdf)
     except PdfError as error:
-        pdf.unlink(missing_ok=True)
-        pdf_error = f"{evidence.student}: no report.pdf: {error}"
-        return Published(evidence, sheet, report, None, pdf_error)
-    return Published(evidence, sheet, report, pdf)
+        folder.report_pdf.unlink(missing_ok=True)
+        return Published(evidence, sheet, folder.report_html, None, f"{evidence.student}: no report.pdf: {error}")
+    return Published(evidence, sheet, folder.report_html, folder.report_pdf)
 
 
-def publish_class(out_dir: Path, rubric: Rubric, marks: Marks | None, *, rubric_name: str = "") -> Path:
-    """The gradebook and the instructor summary of every student in ``out_dir``, not only the last batch's."""
+def publish_class(out: OutDir | Path, rubric: Rubric, marks: Marks | None, *, rubric_name: str = "") -> Path:
+    """The gradebook and the instructor summary of every student in ``out``, not only the last batch's."""
+    out = _out(out)
     graded = []
-    for _, evidence, _ in stored_evidence(out_dir):
+    for _, evidence, _ in stored_evidence(out):
         if evidence is not None and evidence.profile in rubric.data_profiles:
             graded.append((evidence, score(rubric, evidence, marks.for_student(evidence.student) if marks else None)))
-    path = out_dir / "gradebook.csv"
-    write_gradebook(path, gradebook_frame(rubric, graded))
-    atomic_write_text(out_dir / "summary.html", render_summary(rubric, graded, rubric_name=rubric_name))
-    return path
+    write_gradebook(out.gradebook, gradebook_frame(rubric, graded))
+    atomic_write_text(out.summary, render_summary(rubric, graded, rubric_name=rubric_name))
+    return out.gradebook
 
 
-def stored_evidence(out_dir: Path) -> list[tuple[Path, Evidence | None, str]]:
+def stored_evidence(out: OutDir | Path) -> list[tuple[Path, Evidence | None, str]]:
     """Every ``<out>/<student>/evidence.json``: (path, evidence or None, error message)."""
     found: list[tuple[Path, Evidence | None, str]] = []
-    for path in sorted(out_dir.glob("*/evidence.json")):
+    for path in _out(out).evidence_files():
         try:
             found.append((path, read_evidence(path), ""))
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             found.append((path, None, f"{path}: unreadable evidence ({str(error).splitlines()[0][:200]})"))
     return found

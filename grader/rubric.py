@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from grader.data import PROFILES
+from grader.profiles import PROFILES
 
 SCHEMA_VERSION = 1
-Scope = Literal["markdown", "code", "outputs"]
+Scope = Literal["markdown", "code", "outputs", "summaries"]  # see grader.textcheck
 
 
 class RubricError(ValueError):
@@ -59,6 +59,11 @@ class ModelSpec(Strict):
     )
     training: TrainingSpec = TrainingSpec()
 
+    @property
+    def convolutional(self) -> bool:
+        """A CNN (its layers include convolutions), else a dense network: what a renamed class is matched by."""
+        return any(layer.type.startswith("Conv") for layer in self.layers)
+
 
 # --------------------------------------------------------------------------- text checks
 
@@ -68,21 +73,35 @@ class NumberSet(Strict):
 
 
 class TextCheck(Strict):
-    """Numbers (written with or without thousands separators) that must appear in the student's text.
+    """Numbers that must appear in the student's text (forms accepted: grader.textcheck).
 
     ``numbers``: all must appear. ``any_of``: at least one of the listed sets must appear in full.
+    ``scope``: where to read: ``markdown``, ``code`` (comments included), ``outputs`` (what code
+    cells printed) and ``summaries`` (parameter counts torch printed: ``summary(...)``, ``numel()``).
+    ``or_student_total`` / ``or_student_layers``: a key of ``models``; the check also passes with the
+    trainable parameter count / the per-layer counts of the student's own model matched for it.
     """
 
     description: str = ""
-    scope: tuple[Scope, ...] = ("markdown", "code")
+    scope: tuple[Scope, ...] = Field(default=("markdown", "code"), min_length=1)
     numbers: tuple[int, ...] = ()
     any_of: tuple[NumberSet, ...] = ()
+    or_student_total: str | None = Field(
+        default=None, description="also accept the trainable parameter count of the student's model matched "
+                                  "for this rubric model (a key of 'models')")
+    or_student_layers: str | None = Field(
+        default=None, description="also accept the per-layer parameter counts (weights plus biases, or weights "
+                                  "alone) of the student's model matched for this rubric model (a key of 'models')")
 
     @model_validator(mode="after")
     def _one_form(self) -> TextCheck:
         if bool(self.numbers) == bool(self.any_of):
             raise ValueError("give exactly one of 'numbers' or 'any_of'")
         return self
+
+    def student_models(self) -> tuple[str, ...]:
+        """The rubric models whose student counterpart this check also accepts."""
+        return tuple(dict.fromkeys(k for k in (self.or_student_total, self.or_student_layers) if k))
 
 
 # --------------------------------------------------------------------------- conditions
@@ -170,6 +189,11 @@ class Item(Strict):
     hidden: bool = False
     hints: tuple[KeywordHint, ...] = ()
     lines: tuple[RubricLine, ...] = Field(min_length=1)
+
+    @property
+    def model_key(self) -> str | None:
+        """The rubric model this item is about: ``model``, else the first one its conditions name."""
+        return self.model or next((key for line in self.lines if line.when for key in line.when.models()), None)
 
     @field_validator("answer")
     @classmethod
@@ -260,6 +284,10 @@ class Rubric(Strict):
                     if line.when is None:
                         continue
                     self._check_condition(f"{where}, line {line.id!r}", line.when)
+        for name, check in self.text_checks.items():
+            for key in check.student_models():
+                if key not in self.models:
+                    raise ValueError(f"text check {name!r}: model {key!r} is not defined under 'models'")
         return self
 
     def _check_condition(self, where: str, condition: Condition) -> None:

@@ -3,6 +3,10 @@
 Each rubric line is applied or not, with a one-line reason drawn from the evidence; an item's
 score is its points plus the applied deductions, floored at zero. Manual items without marks
 are *pending*, and so is the total.
+
+The score sheet keeps what it decided on: for each item the student's model it matched, that
+model's architecture problems and the results of its text checks. Reports, Gradescope's
+results, the summary and the self-check only read them; nothing is decided twice.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from grader.evidence import Evidence, ModelEvidence
+from grader.findings import ModelMatch, architecture_problems, found_list, match_model
 from grader.marks import Mark
-from grader.rubric import AccuracyBelow, Condition, Item, ModelSpec, Rubric, RubricLine, TextMissing
-from grader.textcheck import evaluate
+from grader.points import fmt
+from grader.rubric import AccuracyBelow, Condition, Item, Rubric, RubricLine, TextMissing
+from grader.textcheck import TextResult, evaluate
 
 LineSource = Literal["auto", "manual", "override", "none"]
 
@@ -30,6 +36,15 @@ class LineResult:
 
 
 @dataclass(frozen=True)
+class TextFinding:
+    """One text check of an item, as scored."""
+
+    name: str
+    description: str
+    result: TextResult
+
+
+@dataclass(frozen=True)
 class ItemScore:
     id: str
     title: str
@@ -40,12 +55,19 @@ class ItemScore:
     lines: tuple[LineResult, ...]
     reason: str
     comment: str = ""
-    model_id: str | None = None
     hidden: bool = False
+    model_key: str | None = None  # the rubric model the item is about
+    match: ModelMatch | None = None  # the student's model taken for it
+    architecture: tuple[str, ...] = ()  # how that model differs from the handout's
+    text_checks: tuple[TextFinding, ...] = ()
 
     @property
     def pending(self) -> bool:
         return self.score is None
+
+    @property
+    def model_id(self) -> str | None:
+        return self.match.model.id if self.match else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,7 @@ class ScoreSheet:
     profile: str
     questions: tuple[QuestionScore, ...]
     notes: tuple[str, ...] = field(default=())
+    matches: dict[str, ModelMatch | None] = field(default_factory=dict)  # rubric model key -> the student's model
 
     @property
     def max_points(self) -> float:
@@ -98,67 +121,25 @@ class ScoreSheet:
         return text
 
 
-def fmt(points: float) -> str:
-    return f"{points + 0.0:g}"  # + 0.0 turns -0.0 into 0.0
-
-
-# --------------------------------------------------------------------------- models
-
-
 @dataclass(frozen=True)
-class ModelMatch:
-    model: ModelEvidence
-    how: str
+class _Facts:
+    """What one score sheet decides on, computed once: model matches and text-check results."""
 
+    rubric: Rubric
+    evidence: Evidence
+    matches: dict[str, ModelMatch | None]
+    texts: dict[str, TextResult]
 
-def match_model(spec: ModelSpec, models: list[ModelEvidence]) -> ModelMatch | None:
-    """The student's model for ``spec``: by class name, else by exact trainable parameter count.
-
-    Among several candidates (re-run cells, an untrained copy), the one with the handout's
-    parameter count and the best measured accuracy is taken.
-    """
-
-    def rank(model: ModelEvidence) -> tuple[bool, bool, float]:
-        accuracy = model.accuracy.test if model.accuracy else -1.0
-        return (model.trainable_params == spec.trainable_params, model.accuracy is not None, accuracy)
-
-    by_name = [m for m in models if m.class_name == spec.class_name]
-    if by_name:
-        best = max(by_name, key=rank)
-        return ModelMatch(best, f"class {spec.class_name} ({best.variable} in {best.file})")
-    by_count = [m for m in models if m.trainable_params == spec.trainable_params]
-    if by_count:
-        best = max(by_count, key=rank)
-        return ModelMatch(best, f"class {best.class_name} ({best.variable} in {best.file}), matched by its "
-                                f"{spec.trainable_params:,} trainable parameters: no class named {spec.class_name}")
-    return None
-
-
-def _found_list(models: list[ModelEvidence]) -> str:
-    if not models:
-        return "no trained model was found"
-    shown = sorted({f"{m.class_name} ({m.trainable_params:,} parameters)" if m.trainable_params is not None
-                    else m.class_name for m in models})
-    return "found: " + ", ".join(shown)
-
-
-def architecture_problems(spec: ModelSpec, model: ModelEvidence) -> list[str]:
-    problems = []
-    if model.trainable_params != spec.trainable_params:
-        count = "an unknown number of" if model.trainable_params is None else f"{model.trainable_params:,}"
-        problems.append(f"{model.class_name} has {count} trainable parameters; expected {spec.trainable_params:,}")
-    elif model.parameter_elements is not None and model.parameter_elements != spec.trainable_params:
-        problems.append(f"{model.class_name}'s saved tensors hold {model.parameter_elements:,} parameter values, "
-                        f"of which {model.trainable_params:,} are reported trainable (a frozen or hidden extra "
-                        f"layer?); the handout's model has {spec.trainable_params:,}")
-    if spec.layers and model.layers:
-        have = [(row.type, row.params) for row in model.layers if row.leaf and row.params > 0]
-        want = [(layer.type, layer.params) for layer in spec.layers]
-        if have != want:
-            shown = ", ".join(f"{t} {p:,}" for t, p in have) or "none"
-            expected = ", ".join(f"{t} {p:,}" for t, p in want)
-            problems.append(f"layers with parameters [{shown}] differ from the handout's [{expected}]")
-    return problems
+    @classmethod
+    def of(cls, rubric: Rubric, evidence: Evidence) -> _Facts:
+        matches = {key: match_model(spec, evidence.models) for key, spec in rubric.models.items()}
+        texts = {}
+        for name, check in rubric.text_checks.items():
+            # or_student_total / or_student_layers: the student's own model for that rubric model
+            own: dict[str, ModelEvidence] = {key: match.model for key in check.student_models()
+                                             if (match := matches.get(key)) is not None}
+            texts[name] = evaluate(check, evidence, own)
+        return cls(rubric, evidence, matches, texts)
 
 
 # --------------------------------------------------------------------------- conditions
@@ -171,36 +152,49 @@ def _accuracy_below(condition: AccuracyBelow, match: ModelMatch | None, profile:
     if model.accuracy is None:
         return True, f"{model.class_name} could not be measured: {model.error or 'no measurement'}"
     thresholds = condition.thresholds[profile]
+    measured = {"train": model.accuracy.train, "test": model.accuracy.test}
+    lookup = model.lookup.suspected if model.lookup else ""
+    if lookup and model.lookup is not None:  # scored on the changed digits, where a lookup finds nothing
+        changed = {"train": model.lookup.perturbed_train, "test": model.lookup.perturbed_test}
+        measured = {split: value if (value := changed[split]) is not None else measured[split] for split in measured}
     parts, below = [], False
     for split in condition.splits:
-        value = getattr(model.accuracy, split)
+        value = measured[split]
         minimum = getattr(thresholds, split)
         ok = value >= minimum
         below = below or not ok
         parts.append(f"{split} {value:.3f} {'>=' if ok else '<'} {minimum:.2f}")
+    if lookup:
+        return below, (f"measured accuracy on invisibly changed copies of the digits: {', '.join(parts)} "
+                       f"({profile} data), because {lookup}")
     return below, f"measured accuracy: {', '.join(parts)} ({profile} data)"
 
 
-def _text_missing(condition: TextMissing, rubric: Rubric, evidence: Evidence) -> tuple[bool, str]:
-    results = {name: evaluate(rubric.text_checks[name], evidence) for name in condition.checks}
+def _text_missing(condition: TextMissing, facts: _Facts) -> tuple[bool, str]:
+    results = {name: facts.texts[name] for name in condition.checks}
     missing = [name for name, result in results.items() if not result.found]
     applies = bool(missing) and (condition.mode == "any" or len(missing) == len(results))
     details = "; ".join(
-        f"{rubric.text_checks[name].description or name}: {result.detail}" for name, result in results.items()
+        f"{facts.rubric.text_checks[name].description or name}: {result.detail}"
+        + (f" [{result.looked_for}]" if result.looked_for else "")
+        for name, result in results.items()
     )
     return applies, details
 
 
-def evaluate_condition(condition: Condition, rubric: Rubric, evidence: Evidence) -> tuple[bool, str]:
+def _evaluate(condition: Condition, facts: _Facts) -> tuple[bool, str]:
     if condition.text_missing is not None:
-        return _text_missing(condition.text_missing, rubric, evidence)
+        return _text_missing(condition.text_missing, facts)
     key = condition.models()[0]
-    spec = rubric.models[key]
-    match = match_model(spec, evidence.models)
+    spec = facts.rubric.models[key]
+    match = facts.matches[key]
     if condition.model_missing is not None:
         if match is None:
             return True, (f"no {spec.class_name} (nor any model with {spec.trainable_params:,} trainable parameters) "
-                          f"after running the submission; {_found_list(evidence.models)}")
+                          f"after running the submission; {found_list(facts.evidence.models)}")
+        if match.model.lookup is not None and match.model.lookup.suspected:
+            return True, (f"found {match.how}, but it is not a trained model: {match.model.lookup.suspected} "
+                          "(a TA can override this after reading the code)")
         return False, f"found {match.how}"
     if condition.architecture_mismatch is not None:
         if match is None:
@@ -210,7 +204,12 @@ def evaluate_condition(condition: Condition, rubric: Rubric, evidence: Evidence)
             return True, "; ".join(problems)
         return False, f"{match.model.class_name} has {spec.trainable_params:,} trainable parameters, as the handout's"
     assert condition.accuracy_below is not None
-    return _accuracy_below(condition.accuracy_below, match, evidence.profile)
+    return _accuracy_below(condition.accuracy_below, match, facts.evidence.profile)
+
+
+def evaluate_condition(condition: Condition, rubric: Rubric, evidence: Evidence) -> tuple[bool, str]:
+    """Whether an automatic rubric line applies, and why (one condition on its own)."""
+    return _evaluate(condition, _Facts.of(rubric, evidence))
 
 
 # --------------------------------------------------------------------------- items
@@ -221,7 +220,7 @@ def _correct_line(item: Item) -> RubricLine | None:
 
 
 def _finish(item: Item, applied: dict[str, str], reasons: dict[str, str], source: LineSource,
-            comment: str = "", model_id: str | None = None) -> ItemScore:
+            comment: str = "") -> ItemScore:
     """Apply exclusivity, tick 'Correct' when nothing is deducted, compute the score."""
     exclusive = [line for line in item.lines if line.id in applied and line.exclusive and line.points < 0]
     if exclusive:
@@ -243,22 +242,33 @@ def _finish(item: Item, applied: dict[str, str], reasons: dict[str, str], source
     applied_reasons = [reasons[line.id] for line in item.lines if line.id in applied and reasons.get(line.id)]
     reason = "; ".join(applied_reasons)
     return ItemScore(item.id, item.title, item.points, score, item.grading, source, lines, reason, comment,
-                     model_id, item.hidden)
+                     item.hidden)
 
 
-def _auto_item(item: Item, rubric: Rubric, evidence: Evidence) -> ItemScore:
-    evaluated = {line.id: evaluate_condition(line.when, rubric, evidence) for line in item.lines if line.when}
+def _findings(item: Item, facts: _Facts) -> dict[str, object]:
+    """What the item's views show beside its score: its model, that model's problems, its text checks."""
+    key = item.model_key
+    match = facts.matches.get(key) if key else None
+    names = [name for line in item.lines if line.when and line.when.text_missing
+             for name in line.when.text_missing.checks]
+    texts = tuple(TextFinding(name, facts.rubric.text_checks[name].description or name, facts.texts[name])
+                  for name in dict.fromkeys(names))
+    architecture = tuple(architecture_problems(facts.rubric.models[key], match.model)) if key and match else ()
+    return {"model_key": key, "match": match, "architecture": architecture, "text_checks": texts}
+
+
+def _auto_item(item: Item, facts: _Facts) -> ItemScore:
+    evaluated = {line.id: _evaluate(line.when, facts) for line in item.lines if line.when}
     applied = {line_id: reason for line_id, (applies, reason) in evaluated.items() if applies}
     reasons = {line_id: reason for line_id, (_, reason) in evaluated.items()}
-    model_key = item.model or next((m for line in item.lines if line.when for m in line.when.models()), None)
-    match = match_model(rubric.models[model_key], evidence.models) if model_key else None
+    match = facts.matches.get(item.model_key) if item.model_key else None
     correct = _correct_line(item)
     if correct is not None:
         # why 'Correct': the facts the automatic lines checked, in one line
-        facts = [reason for line in item.lines if line.when and line.when.kind != "model_missing"
-                 for applies, reason in [evaluated[line.id]] if not applies]
-        reasons[correct.id] = "; ".join(([f"found {match.how}"] if match else []) + facts)
-    return _finish(item, applied, reasons, "auto", model_id=match.model.id if match else None)
+        checked = [reason for line in item.lines if line.when and line.when.kind != "model_missing"
+                   for applies, reason in [evaluated[line.id]] if not applies]
+        reasons[correct.id] = "; ".join(([f"found {match.how}"] if match else []) + checked)
+    return _finish(item, applied, reasons, "auto")
 
 
 def _manual_item(item: Item, mark: Mark | None) -> ItemScore:
@@ -272,10 +282,23 @@ def _manual_item(item: Item, mark: Mark | None) -> ItemScore:
     return _finish(item, applied, reasons, "manual", comment=mark.comment)
 
 
+def _item(item: Item, facts: _Facts, mark: Mark | None) -> ItemScore:
+    if item.grading == "manual":
+        scored = _manual_item(item, mark)
+    elif mark is not None and mark.override:
+        overridden = _manual_item(item, mark)
+        reason = f"set by the TA (automatic result overridden); {overridden.reason}"
+        scored = ItemScore(**{**overridden.__dict__, "source": "override", "reason": reason})
+    else:
+        scored = _auto_item(item, facts)
+    return ItemScore(**{**scored.__dict__, **_findings(item, facts)})
+
+
 def score(rubric: Rubric, evidence: Evidence, marks: dict[str, Mark] | None = None, *,
           include_hidden: bool = True) -> ScoreSheet:
     """The score sheet. ``include_hidden=False`` (student self-checks) leaves out hidden items and hidden lines."""
     marks = marks or {}
+    facts = _Facts.of(rubric, evidence)
     questions = []
     for question in rubric.questions:
         items = []
@@ -285,16 +308,8 @@ def score(rubric: Rubric, evidence: Evidence, marks: dict[str, Mark] | None = No
             if not include_hidden and any(line.hidden for line in item.lines):
                 # hidden rubric lines are neither evaluated nor shown: the score cannot reveal them
                 item = item.model_copy(update={"lines": tuple(line for line in item.lines if not line.hidden)})
-            mark = marks.get(item.id)
-            if item.grading == "manual":
-                items.append(_manual_item(item, mark))
-            elif mark is not None and mark.override:
-                overridden = _manual_item(item, mark)
-                reason = f"set by the TA (automatic result overridden); {overridden.reason}"
-                items.append(ItemScore(**{**overridden.__dict__, "source": "override", "reason": reason}))
-            else:
-                items.append(_auto_item(item, rubric, evidence))
+            items.append(_item(item, facts, marks.get(item.id)))
         if items:
             questions.append(QuestionScore(question.id, question.title, sum(i.max_points for i in items), tuple(items)))
-    notes = tuple(evidence.problems)
-    return ScoreSheet(evidence.student, rubric.assignment.title, evidence.profile, tuple(questions), notes)
+    return ScoreSheet(evidence.student, rubric.assignment.title, evidence.profile, tuple(questions),
+                      tuple(evidence.problems), dict(facts.matches))

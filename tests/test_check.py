@@ -16,8 +16,9 @@ from conftest import RUBRIC
 from factories import evidence, model
 
 from grader.cli import EXIT_INPUT, EXIT_USAGE, cli
-from grader.data import FAST_PROFILE, PROFILES, _spec_of
+from grader.data import _spec_of
 from grader.evidence import Cell, CellError, ClaimCheck, Evidence, LayerRow, ModelEvidence
+from grader.profiles import FAST_PROFILE, PROFILES
 from grader.rubric import Rubric, load_rubric, parse_rubric
 from grader.score import score
 from grader.selfcheck.hints import architecture_hint, read_layers
@@ -138,7 +139,7 @@ def test_missing_model_and_text_hints(rubric: Rubric) -> None:
     assert "problem2_mlp.ipynb cell 3 raised NameError: name 'CNN' is not defined" in by_id["3.2"].fixes[0]
     assert "if it is in another notebook, check the folder that holds both" in by_id["3.2"].fixes[0]
     assert by_id["3.3"].fixes[0].startswith("write the CNN's parameter count, 8,490 (8,490 not found in the "
-                                            "markdown or code)")
+                                            "markdown, code or printed outputs)")
 
 
 def test_low_accuracy_says_what_was_measured_and_the_handouts_settings(rubric: Rubric) -> None:

@@ -51,8 +51,17 @@ def test_claims_are_checked_against_the_split_they_were_computed_on() -> None:
     fake = check_claims(parse_claims("Train accuracy: 0.991\nTest accuracy: 0.987", "output", 1), [measured], 0.03)
     by_split = {c.split: c for c in fake}
     assert by_split["test"].consistent is False and by_split["test"].difference == pytest.approx(0.577)
-    assert "differs by more than 0.03" in by_split["test"].note
+    assert "higher than measured by more than 0.03" in by_split["test"].note and by_split["test"].overstated
     assert by_split["train"].consistent is True
+
+
+def test_a_printed_accuracy_below_the_measured_one_is_a_note_not_a_flag() -> None:
+    """The seed student evaluates with dropout on: it prints 0.650 for a model the clean room measures at 0.884."""
+    measured = model(train=0.90, test=0.88)
+    measured.accuracy.public_test = 0.884  # type: ignore[union-attr]
+    low = check_claims(parse_claims("Test accuracy: 0.650", "output", 1), [measured], tolerance=0.03)[0]
+    assert not low.consistent and not low.overstated
+    assert "lower than measured by more than 0.03: not a reason to look" in low.note
 
 
 def test_a_claim_with_nothing_measured_is_flagged() -> None:

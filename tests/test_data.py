@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.data import PROFILES, DataError, DataSet, provision
+from grader.data import DataError, DataSet, provision
 from grader.idx import encode_images, encode_labels, read_images, read_labels
+from grader.profiles import PROFILES
 
 RAW = "MNIST/raw"
 

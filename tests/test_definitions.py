@@ -41,3 +41,13 @@ def test_unparsable_cells_are_reported() -> None:
 def test_assignments_that_do_work_are_dropped() -> None:
     result = extract([("m.py", "import os\nx = os.system('rm -rf /')\nn = len([1, 2])\ny = open('f').read()\n")])
     assert [s.code for s in result.statements] == ["import os", "n = len([1, 2])"]
+
+
+def test_code_too_deeply_nested_to_parse_is_reported_not_raised() -> None:
+    deep = "x = " + " + ".join(["1"] * 5000) + "\n"  # ast.parse raises RecursionError
+    deep_argument = "import os\nnet = Net(" + " + ".join(["1"] * 900) + ")\n"  # parses; unparse recurses too deep
+    result = extract([("nb, cell 1", "import torch\n"), ("nb, cell 2", deep), ("nb, cell 3", deep_argument),
+                      ("nb, cell 4", "seed = 1\n"), ("nb, cell 5", "x = 1\0\n")])
+    assert result.unparsable == ["nb, cell 2: too deeply nested to parse", "nb, cell 3: too deeply nested to parse",
+                                 "nb, cell 5: source code string cannot contain null bytes"]
+    assert [s.code for s in result.statements] == ["import torch", "seed = 1"]  # nothing of cell 3 is half-taken

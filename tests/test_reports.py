@@ -168,16 +168,32 @@ def test_hints_for_pending_items_only(rubric: Rubric) -> None:
     assert "Suggestions for the TA" not in marked and applied_lines(marked, "1.2") == ["correct"]
 
 
+ONE_PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+PNG_BOMB = "iVBORw0KGgoAAAANSUhEUgAAdTAAAHUwAQAAAABOXMUXAAAAAElFTkSuQmCC"  # 30,000 x 30,000, 67 bytes
+
+
+def test_markdown_is_cut_and_data_links_are_dropped(rubric: Rubric) -> None:
+    table = "| a | b |\n|---|---|\n" + "| 1 | 2 |\n" * 120_000  # 1.2 MB: once 71 s and 1 GiB to render
+    answer = f"**Problem 1 B)** ![plot](data:image/png;base64,{ONE_PIXEL_PNG}) [x](data:text/html,evil)\n\n{table}"
+    html = render(rubric, evidence(cells=[markdown(1, answer)]))
+    assert len(html) < 400_000 and "is not shown" in html
+    assert 'href="data:' not in html and f'src="data:image/png;base64,{ONE_PIXEL_PNG}"' not in html, \
+        "data: links and images in markdown are not links (their text is shown)"
+
+
 def test_student_text_is_never_markup(rubric: Rubric) -> None:
     hostile = evidence(cells=[
         markdown(1, "**Problem 1 B)** <script>alert(1)</script> <img src=x onerror=alert(2)> [a](javascript:alert(3))"),
         Cell(index=2, cell_type="code", source="print('</pre><script>alert(4)</script>')", status="error",
-             output_text="<b>bold</b>", images=['" onerror="alert(5)', "PHN2Zz48L3N2Zz4=", "iVBORw0KGgoAAAAN"]),
+             output_text="<b>bold</b>", images=['" onerror="alert(5)', "PHN2Zz48L3N2Zz4=", ONE_PIXEL_PNG,
+                                                 PNG_BOMB, "iVBORw0KGgoAAAAN"]),
     ])
     html = render(rubric, hostile)
     for raw in ("<script>alert", "<img src=x", 'href="javascript:', "<b>bold</b>", "alert(5)", "PHN2Zz48L3N2Zz4="):
         assert raw not in html
-    assert html.count('src="data:image/png;base64,iVBORw0KGgoAAAAN"') == 1  # only a real PNG is embedded
+    assert html.count(f'src="data:image/png;base64,{ONE_PIXEL_PNG}"') == 1  # only a real PNG is embedded
+    assert PNG_BOMB not in html, "a PNG that declares a 30,000 x 30,000 image never reaches the browser"
+    assert "iVBORw0KGgoAAAAN\"" not in html, "nor a PNG signature without an image header"
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "default-src 'none'" in html  # and the page may not run scripts or fetch anything anyway
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,11 @@ from conftest import ROOT
 
 from grader.data import DataSet
 from grader.execute.bubblewrap import Bubblewrap, probe
-from grader.execute.sandbox import Limits, base_env
-from grader.execute.workdir import make_workdir
+from grader.execute.limits import Limits, Mount
+from grader.execute.sandbox import Sandbox, Unsandboxed, base_env
+from grader.execute.uid import UidSandbox, fresh_uid, hand_over
+from grader.execute.uid import probe as uid_probe
+from grader.execute.workdir import WorkDir, make_workdir
 
 pytestmark = pytest.mark.skipif(probe() is not None, reason=f"bubblewrap cannot run here: {probe()}")
 
@@ -65,3 +70,87 @@ def test_what_a_sandboxed_process_sees(tmp_path: Path, embedded: DataSet, monkey
     assert lines["data_writable"] == "False" and lines["network"] == "False"
     assert "hunter2" not in done.stdout
     assert (work.root / "written.txt").read_text() == "ok"
+
+
+def _run(sandbox: Sandbox, work: WorkDir, mounts: list[Mount], argv: list[str]) -> subprocess.CompletedProcess[str]:
+    sandbox.prepare(mounts)
+    launch = sandbox.wrap(argv, cwd=work.root, mounts=mounts, env=base_env(work.root, 1), limits=Limits())
+    try:
+        return subprocess.run(launch.argv, env=launch.env, cwd=work.root, capture_output=True, text=True, timeout=120,
+                              check=False)
+    finally:
+        launch.finish()
+
+
+LISTENER = """
+import multiprocessing.connection, os, tempfile
+listener = multiprocessing.connection.Listener(family='AF_UNIX')  # what DataLoader workers' fd passing opens
+print('listener', listener.address, len(listener.address))
+listener.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["bubblewrap", "uid", "none"])
+def test_temporary_files_have_a_short_path_whatever_the_work_dir(tmp_path: Path, kind: str) -> None:
+    """A Unix socket path is limited to 107 bytes: under a deep work dir DataLoader workers lost every batch."""
+    if kind == "uid" and uid_probe() is not None:
+        pytest.skip(str(uid_probe()))
+    reachable = Path(tempfile.mkdtemp(prefix="grader-test-", dir="/tmp"))  # any uid can walk down from here
+    reachable.chmod(0o755)
+    try:
+        deep = reachable / ("course-ds5220-fall-2026-" * 4) / "reports" / ".work" / "runs" / "student_with_a_long_name"
+        source = tmp_path / "submission"
+        source.mkdir()
+        (source / "listener.py").write_text(LISTENER)
+        sandbox = {"bubblewrap": Bubblewrap, "uid": UidSandbox, "none": Unsandboxed}[kind]()
+        work = make_workdir(sandbox.scratch(deep) / "f1", source, [source / "listener.py"])
+        done = _run(sandbox, work, [], [sys.executable, "listener.py"])
+        assert done.returncode == 0, done.stderr
+        assert len(str(work.root)) > 150 and "listener" in done.stdout
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
+
+
+@pytest.mark.skipif(uid_probe() is not None, reason=f"the uid sandbox cannot run here: {uid_probe()}")
+def test_what_the_uid_sandbox_keeps_from_the_student(tmp_path: Path, embedded: DataSet) -> None:
+    """Without namespaces: a fresh uid that cannot read the labels, the outputs or another student's work."""
+    sandbox = UidSandbox()
+    runs = sandbox.scratch(tmp_path / "runs")  # pytest's folders are 0700: the runs go where any uid can reach
+    other = make_workdir(runs / "other" / "f1", ROOT / "tests" / "redteam" / "good_student",
+                         [ROOT / "tests" / "redteam" / "good_student" / "problem2_mlp.ipynb"])
+    hand_over(other.root, fresh_uid(), mode=0o700)
+    (tmp_path / "out").mkdir(mode=0o755)
+    source = tmp_path / "submission"
+    source.mkdir()
+    (source / "probe.py").write_text("""
+import os, sys
+def can_read(path):
+    try:
+        open(path, 'rb').read(1); return True
+    except OSError:
+        return False
+def can_write(folder):
+    try:
+        open(os.path.join(folder, 'planted.txt'), 'w').write('x'); return True
+    except OSError:
+        return False
+print('uid', os.getuid())
+print('data', can_read('data/MNIST/raw/train-images-idx3-ubyte'))
+print('labels', can_read(sys.argv[1]))
+print('other', can_read(sys.argv[2]))
+print('out', can_write(sys.argv[3]))
+print('private', can_read(sys.argv[4]))
+print('home', can_write('.'))
+""")
+    work = make_workdir(runs / "probe" / "f1", source, [source / "probe.py"])
+    work.kernel_log.write_text("the grader's own log")
+    mounts = work.data_mounts(embedded.public_dir)
+    done = _run(sandbox, work, mounts, [sys.executable, "probe.py",
+                                              str(embedded.root / "labels" / "holdout-labels-idx1-ubyte"),
+                                              str(other.root / "problem2_mlp.ipynb"), str(tmp_path / "out"),
+                                              str(work.kernel_log)])
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert done.returncode == 0, done.stderr
+    assert lines["uid"] != "0" and lines["data"] == "True" and lines["home"] == "True"
+    assert lines["labels"] == "False" and lines["other"] == "False"
+    assert lines["out"] == "False" and lines["private"] == "False"

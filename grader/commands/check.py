@@ -26,10 +26,11 @@ from grader.cli import (
     out,
     profile_option,
 )
-from grader.data import FAST_PROFILE, provision
-from grader.execute.sandbox import resolve_limits
+from grader.data import provision
+from grader.execute.limits import Limits
 from grader.execute.select import SANDBOX_CHOICES, choose_sandbox
 from grader.fsutil import atomic_write_text
+from grader.profiles import FAST_PROFILE
 from grader.selfcheck.render import rich_report, to_json, to_junit, to_markdown
 from grader.selfcheck.result import CheckResult, check_result
 from grader.selfcheck.run import collect, default_threads, load_one
@@ -126,7 +127,7 @@ def check(ctx: click.Context, path: Path, rubric_path: Path | None, fast: bool, 
         submission = load_one(path)
         dataset = provision(profile, cache_dir, mnist_dir)
         sandbox = choose_sandbox(sandbox_mode)
-    limits = resolve_limits(**{**rubric.limits.model_dump(), **({"memory_gb": memory_gb} if memory_gb else {})})
+    limits = Limits.from_rubric(rubric.limits, {"memory_gb": memory_gb})
     threads = threads or default_threads()
     names = ", ".join(f.relative for f in submission.files)
     err.print(f"checking {names} on '{profile}' data with {rubric_path} ({threads} thread(s))"
@@ -136,10 +137,12 @@ def check(ctx: click.Context, path: Path, rubric_path: Path | None, fast: bool, 
                   "(--sandbox bubblewrap isolates it)")
     started = time.monotonic()
     if ci or as_json or not err.is_terminal:
-        evidence = collect(submission, rubric, dataset=dataset, sandbox=sandbox, limits=limits, threads=threads)
+        evidence = collect(submission, rubric, dataset=dataset, sandbox=sandbox, limits=limits, threads=threads,
+                           cache_dir=cache_dir)
     else:
         with err.status("running your notebook(s) and measuring the trained models..."):
-            evidence = collect(submission, rubric, dataset=dataset, sandbox=sandbox, limits=limits, threads=threads)
+            evidence = collect(submission, rubric, dataset=dataset, sandbox=sandbox, limits=limits, threads=threads,
+                               cache_dir=cache_dir)
     result = check_result(rubric, evidence, rubric_name=str(rubric_path), fast=fast)
     code = EXIT_OK if result.passed else EXIT_INCOMPLETE
     if as_json:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from grader.batch import Outcome, default_threads, default_workers, run_batch
+from grader.batch import Outcome
 from grader.calibrate import CalibrationError, propose, write_thresholds
 from grader.cli import (
     EXIT_INCOMPLETE,
@@ -28,15 +28,16 @@ from grader.cli import (
     progress_bar,
     rubric_option,
 )
-from grader.collect import Settings, training_plan
+from grader.collect import Settings
 from grader.commands.reports import pdf_option, pdf_printer
-from grader.data import DEFAULT_PROFILE, PROFILES, provision
-from grader.execute.sandbox import GiB, Limits, MiB, resolve_limits
-from grader.execute.select import SANDBOX_CHOICES, choose_sandbox
-from grader.execute.workdir import install_runtime
-from grader.intake import discover
+from grader.data import provision
+from grader.execute.limits import GiB, Limits, MiB
+from grader.execute.select import SANDBOX_CHOICES
 from grader.marks import Marks
+from grader.outdir import OutDir
 from grader.outputs import Published, publish_class, publish_student, stored_evidence
+from grader.pipeline import ClassResult, RunOptions, grade_class
+from grader.profiles import DEFAULT_PROFILE, PROFILES
 from grader.render.pdf import Printer
 from grader.rubric import Rubric, load_rubric
 
@@ -121,12 +122,15 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
               help=f"Notebook output kept, MiB [rubric, else {Limits.max_output_bytes / MiB:g}].")
 @click.option("--force", is_flag=True, help="Re-run submissions even when stored evidence is up to date.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the clean-room measurement.")
+@click.option("--data-path", type=click.Choice(["fast", "stock"]), default="fast", show_default=True,
+              help="How torchvision's MNIST serves student code: 'fast' from decoded tensors (the same tensors, "
+                   "bit for bit, several times faster), 'stock' through PIL as torchvision does.")
 @pdf_option
 def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
           mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
           sandbox_mode: str, cell_timeout: float | None, total_timeout: float | None, memory_gb: float | None,
           max_processes: int | None, max_file_mb: float | None, max_output_mb: float | None, force: bool,
-          seed: int, pdf: bool) -> None:
+          seed: int, data_path: str, pdf: bool) -> None:
     """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
 
     \b
@@ -135,59 +139,43 @@ def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path:
       grader grade submissions/aditya_singh --rubric rubric/hw4.yaml --out reports/ --marks marks.yaml
     """
     rubric, marks = load_inputs(rubric_path, marks_path)
-    limits = resolve_limits(**{
-        **rubric.limits.model_dump(),
-        **{key: value for key, value in {
-            "cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout, "memory_gb": memory_gb,
-            "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb,
-        }.items() if value is not None},
-    })
+    limits = Limits.from_rubric(rubric.limits, {
+        "cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout, "memory_gb": memory_gb,
+        "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb})
+    options = RunOptions(profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir, sandbox=sandbox_mode,
+                         workers=workers, threads=threads, limits=limits, force=force, seed=seed, data_path=data_path)
     with pdf_printer(pdf) as printer:
-        published, outcomes = _run_batch(
-            list(paths), rubric, rubric_path, marks, out_dir, profile=profile, mnist_dir=mnist_dir,
-            cache_dir=cache_dir, workers=workers, threads=threads, sandbox_mode=sandbox_mode, limits=limits,
-            force=force, seed=seed, printer=printer)
-    sys.exit(_summary(published, outcomes, out_dir))
+        result = _grade(list(paths), rubric, rubric_path, marks, out_dir, options, printer)
+    sys.exit(_summary(result.published, result.outcomes, out_dir))
 
 
-def _run_batch(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | None, out_dir: Path, *,
-               profile: str, mnist_dir: Path | None, cache_dir: Path | None, workers: int | None,
-               threads: int | None, sandbox_mode: str, limits: Limits, force: bool, seed: int,
-               printer: Printer | None = None) -> tuple[list[Published], dict[str, Outcome]]:
-    """Collect (or reuse) evidence for every submission, publishing each report as it completes."""
-    if profile not in rubric.data_profiles:
-        fail(f"{rubric_path}: the rubric has no thresholds for data profile {profile!r} "
-             f"(it covers {', '.join(rubric.data_profiles)})", EXIT_INPUT)
-    with mapped_errors():
-        submissions = discover(paths)
-        dataset = provision(profile, cache_dir, mnist_dir)
-        sandbox = choose_sandbox(sandbox_mode)
-    workers = workers or default_workers()
-    out_dir = out_dir.resolve()  # sandboxes bind these paths: they must not depend on the cwd
-    work_root = out_dir / ".work"
-    settings = Settings(dataset=dataset, work_root=work_root, runtime=install_runtime(work_root / "runtime"),
-                        sandbox=sandbox, limits=limits, plan=training_plan(rubric),
-                        threads=threads or default_threads(workers), seed=seed)
-    err.print(f"grading {len(submissions)} submission(s) on '{profile}' data, sandbox: {sandbox.name}, "
-              f"{workers} worker(s) x {settings.threads} thread(s)")
-    published: list[Published] = []
-    outcomes: dict[str, Outcome] = {}
+def _grade(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | None, out_dir: Path,
+           options: RunOptions, printer: Printer | None = None) -> ClassResult:
+    """The pipeline with a progress bar: each student's total is printed as it finishes."""
     with progress_bar() as progress:
-        task = progress.add_task("grading", total=len(submissions))
+        task = progress.add_task("grading", total=0)
 
-        def on_done(outcome: Outcome) -> None:
-            assert outcome.evidence is not None
-            item = publish_student(out_dir, rubric, str(rubric_path), outcome.evidence, marks, printer=printer)
-            published.append(item)
-            outcomes[outcome.student] = outcome
-            progress.console.print(f"  {outcome.student}: {item.sheet.total_label} ({outcome.status})")
-            if item.pdf_error:
-                progress.console.print(f"  [yellow]{item.pdf_error}[/]")
+        def on_start(count: int, settings: Settings, workers: int) -> None:
+            progress.update(task, total=count)
+            progress.console.print(
+                f"grading {count} submission(s) on '{options.profile}' data, sandbox: {settings.sandbox.name}, "
+                f"{workers} worker(s) x {settings.threads} thread(s)")
+            if settings.sandbox.trusts_student:
+                progress.console.print("[yellow]sandbox: none - student code runs as you and can read the "
+                                       "held-out labels and write anywhere you can: use it only for code you trust[/]")
+
+        def on_student(outcome: Outcome, published: Published | None, error: str) -> None:
+            total = published.sheet.total_label if published else "report failed"
+            progress.console.print(f"  {outcome.student}: {total} ({outcome.status})")
+            if published and published.pdf_error:
+                progress.console.print(f"  [yellow]{published.pdf_error}[/]")
+            if error:
+                progress.console.print(f"  [red]{error}[/]")
             progress.advance(task)
 
-        run_batch(submissions, settings, out_dir, workers=workers, force=force, on_done=on_done)
-    publish_class(out_dir, rubric, marks, rubric_name=str(rubric_path))
-    return published, outcomes
+        with mapped_errors():
+            return grade_class(paths, rubric, rubric_name=str(rubric_path), marks=marks, out_dir=out_dir,
+                               options=options, printer=printer, on_start=on_start, on_student=on_student)
 
 
 @cli.command()
@@ -215,9 +203,9 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
     """
     rubric, _ = load_inputs(rubric_path, None)
     out_dir = out_dir or Path("reports") / f"calibration-{profile}"
-    published, _ = _run_batch(list(paths), rubric, rubric_path, None, out_dir, profile=profile, mnist_dir=mnist_dir,
-                              cache_dir=cache_dir, workers=workers, threads=None, sandbox_mode=sandbox_mode,
-                              limits=resolve_limits(**rubric.limits.model_dump()), force=False, seed=0)
+    options = RunOptions(profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir, sandbox=sandbox_mode,
+                         workers=workers, limits=Limits.from_rubric(rubric.limits))
+    published = _grade(list(paths), rubric, rubric_path, None, out_dir, options).published
     for item in published:
         for file in item.evidence.files:
             if file.status != "completed":
@@ -261,7 +249,8 @@ def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None, pdf: bool
       grader rescore --rubric rubric/hw4.yaml --out reports/ --marks marks.yaml
     """
     rubric, marks = load_inputs(rubric_path, marks_path)
-    stored = stored_evidence(out_dir)
+    out = OutDir(out_dir)
+    stored = stored_evidence(out)
     if not stored:
         fail(f"{out_dir}: no */evidence.json found; run 'grader grade' first", EXIT_INPUT)
     published = []
@@ -273,10 +262,14 @@ def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None, pdf: bool
             if evidence.profile not in rubric.data_profiles:
                 err.print(f"[red]skipped[/] {path}: data profile {evidence.profile!r} is not in the rubric")
                 continue
-            published.append(publish_student(out_dir, rubric, str(rubric_path), evidence, marks, printer=printer))
+            try:
+                published.append(publish_student(out, rubric, str(rubric_path), evidence, marks, printer=printer))
+            except Exception as error:  # one student's report must not stop the others
+                err.print(f"[red]{evidence.student}: the report could not be written: {error!r}[/]")
+                continue
             if published[-1].pdf_error:
                 err.print(f"[yellow]{published[-1].pdf_error}[/]")
-    publish_class(out_dir, rubric, marks, rubric_name=str(rubric_path))
+    publish_class(out, rubric, marks, rubric_name=str(rubric_path))
     code = _summary(published, {}, out_dir)
     if any(evidence is None for _, evidence, _ in stored):
         code = code or EXIT_INCOMPLETE

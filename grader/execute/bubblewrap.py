@@ -11,7 +11,6 @@ solutions, reports, the grader's cache (and so the labels of the held-out digits
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,9 @@ from functools import cache
 from pathlib import Path
 
 from grader.execute.cgroups import Cgroup
-from grader.execute.sandbox import Launch, Limits, Mount, Sandbox, prlimit_prefix
+from grader.execute.limits import Limits, Mount
+from grader.execute.sandbox import Launch, Sandbox, prlimit_prefix
+from grader.execute.uid import drop_privileges, fresh_uid, hand_over
 
 SYSTEM_RO = ("/usr", "/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/ld.so.conf",
              "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
@@ -28,7 +29,6 @@ SYSTEM_RO = ("/usr", "/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/et
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32")
 GPU_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl",
                "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
-UID_RANGE = (200_000, 900_000)  # a fresh uid per process: RLIMIT_NPROC counts per uid
 
 
 @cache
@@ -125,14 +125,13 @@ class Bubblewrap(Sandbox):
 
     def wrap(self, argv: list[str], *, cwd: Path, mounts: list[Mount], env: dict[str, str], limits: Limits,
              network: bool = False) -> Launch:
-        uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+        uid = fresh_uid()
         everything = [*mounts, Mount(cwd, cwd, writable=True)]
         if os.geteuid() == 0:
             for mount in everything:
                 if mount.writable:
-                    _hand_over(mount.source, uid)
-            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                    "--bounding-set=-all", "--no-new-privs", "--"]
+                    hand_over(mount.source, uid)
+            drop = drop_privileges(uid)
         else:
             drop = []  # already unprivileged; bwrap drops its own capabilities
         # as root, no user namespace: the uid drop below needs real uids
@@ -142,7 +141,8 @@ class Bubblewrap(Sandbox):
         bwrap = [
             shutil.which("bwrap") or "bwrap", *namespaces,
             "--die-with-parent", "--new-session", "--hostname", "grader-sandbox", "--clearenv",
-            *[arg for key, value in env.items() for arg in ("--setenv", key, value)],
+            # TMPDIR: the private /tmp; a short path (multiprocessing's Unix sockets live there)
+            *[arg for key, value in {**env, "TMPDIR": "/tmp"}.items() for arg in ("--setenv", key, value)],
             *self._filesystem(everything, limits), "--chdir", str(cwd), "--",
         ]
         cgroup = Cgroup.create(limits)
@@ -150,12 +150,3 @@ class Bubblewrap(Sandbox):
         return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=bool(drop)), *bwrap, *drop, *argv],
                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, cgroup=cgroup)
 
-
-def _hand_over(work: Path, uid: int) -> None:
-    """Give the sandbox's uid the work dir (the grader, as root, can still read everything)."""
-    for root, dirs, files in os.walk(work):
-        for name in [*dirs, *files]:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chown(path, uid, uid)
-    os.chown(work, uid, uid)

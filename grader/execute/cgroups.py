@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.execute.sandbox import Limits
+from grader.execute.limits import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "grader-"

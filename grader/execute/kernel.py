@@ -12,20 +12,24 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
-from grader.execute.sandbox import Launch, Limits, Mount, Sandbox, base_env
+from grader.execute.limits import Limits, Mount
+from grader.execute.sandbox import Launch, Sandbox, base_env
 from grader.execute.workdir import WorkDir
 
 KERNEL_NAME = "grader-python"
 
 
 def kernel_launch(work: WorkDir, runtime: Path, sandbox: Sandbox, mounts: list[Mount], limits: Limits,
-                  threads: int) -> Launch:
+                  threads: int, data_path: str = "fast") -> Launch:
     """Argv and env for the kernel; the IPython startup file neutralises google.colab."""
-    startup = work.root / ".grader" / "ipython" / "profile_default" / "startup"
+    ipython = work.state / "ipython"  # the kernel's own profile: the student's state, not the grader's
+    startup = ipython / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(runtime / "startup.py", startup / "00-grader.py")
     env = base_env(work.root, threads)
-    env["IPYTHONDIR"] = str(work.root / ".grader" / "ipython")
+    env["IPYTHONDIR"] = str(ipython)
+    env["GRADER_DATA_PATH"] = data_path  # fast: MNIST served from decoded tensors, bit-identical (fastdata.py)
+    env["GRADER_RUNTIME_DIR"] = str(runtime)
     argv = [
         sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
         "--HistoryManager.enabled=False", "--IPKernelApp.matplotlib=inline",
@@ -47,7 +51,7 @@ def kernel_manager(work: WorkDir, launch: Launch, *, ipc_dir: Path | None) -> As
     With ``ipc_dir`` the kernel talks over Unix sockets there: they cross network namespaces,
     where TCP on loopback does not. (A short path: socket names are limited to 107 bytes.)
     """
-    spec_root = work.root.parent / f".{work.root.name}.kernelspec"
+    spec_root = work.kernelspecs
     spec_dir = spec_root / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -66,5 +70,5 @@ def kernel_manager(work: WorkDir, launch: Launch, *, ipc_dir: Path | None) -> As
         manager.transport = "ipc"
         manager.ip = str(ipc_dir / "k")
     else:
-        manager.connection_file = str(work.root / ".grader" / "connection.json")
+        manager.connection_file = str(work.private / "connection.json")
     return manager

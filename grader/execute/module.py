@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from grader.evidence import Cell, CellError, FileStatus
+from grader.execute.limits import GiB, Limits, Mount
 from grader.execute.notebook import RunResult
 from grader.execute.process import run_process
-from grader.execute.sandbox import GiB, Limits, Mount, Sandbox, base_env
+from grader.execute.sandbox import Sandbox, base_env
 from grader.execute.workdir import WorkDir
 from grader.results import ResultError, RunnerStatus, read_json, result_path
 
@@ -30,16 +31,19 @@ def _last_line(text: str | None) -> str:
 
 
 def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sandbox: Sandbox,
-               mounts: list[Mount], limits: Limits, threads: int, plan: list[dict[str, Any]]) -> RunResult:
+               mounts: list[Mount], limits: Limits, threads: int, plan: list[dict[str, Any]],
+               data_path: str = "fast") -> RunResult:
     job = {
         "module": str(work.root / relative), "models": plan, "out_dir": str(work.out),
         "threads": threads, "use_cuda": True,
     }
-    job_path = work.root / ".grader" / "job.json"
+    job_path = work.job_file("job.json")
     job_path.write_text(json.dumps(job))
+    mounts = [*mounts, *work.job_mounts()]
     sandbox.prepare(mounts)
+    env = {**base_env(work.root, threads), "GRADER_DATA_PATH": data_path}
     launch = sandbox.wrap([sys.executable, str(runtime / "module_runner.py"), str(job_path)], cwd=work.root,
-                          mounts=mounts, env=base_env(work.root, threads), limits=limits)
+                          mounts=mounts, env=env, limits=limits)
     result = run_process(launch, cwd=work.root, timeout_s=limits.total_timeout_s,
                          max_output_bytes=limits.max_output_bytes)
     limit_hit = launch.finish()

@@ -19,20 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import zmq
+import zmq.asyncio
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
 from grader.evidence import Cell, CellError, CellStatus, FileStatus
 from grader.execute.kernel import kernel_launch, kernel_manager
+from grader.execute.limits import GiB, Limits, MiB, Mount
 from grader.execute.magics import neutralise
-from grader.execute.sandbox import GiB, Limits, MiB, Mount, Sandbox
+from grader.execute.sandbox import Sandbox
 from grader.execute.workdir import WorkDir
+from grader.results import ResultError, read_tail
 
 HARVEST_TAG = "grader-harvest"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_IMAGES_PER_CELL = 4
 MAX_TRACEBACK_CHARS = 6000
+MAX_SOURCE_CHARS = 64_000  # of one cell, kept in the evidence
+MAX_HARVEST_OUTPUT_BYTES = 64 << 10  # what the grader's own harvest cell may print (a student can make it print)
+MAX_MESSAGE_BYTES = 16 << 20  # one kernel message; a bigger one disconnects the sender instead of filling memory
+DATA_MESSAGES = ("stream", "display_data", "execute_result", "update_display_data")
 
 
 @dataclass
@@ -52,16 +60,23 @@ class _Tracker:
     durations: dict[int, float] = field(default_factory=dict)
     truncated: set[int] = field(default_factory=set)
     output_bytes: int = 0
+    harvest_bytes: int = 0
+    current: int | None = None  # the cell being run (from nbclient's public on_cell_start hook)
+    started: float = 0.0
+    timeouts: dict[int, float] = field(default_factory=dict)  # the limit each cell ran under
 
 
 class GradingClient(NotebookClient):  # type: ignore[misc]
-    """nbclient with a total deadline, timeout bookkeeping and an output cap."""
+    """nbclient with a total deadline, timeout bookkeeping and output caps, through its public hooks."""
 
     def __init__(self, nb: NotebookNode, *, tracker: _Tracker, limits: Limits, **kwargs: Any) -> None:
         super().__init__(nb, **kwargs)
         self.tracker = tracker
         self.limits = limits
         self.timeout_func = self._timeout_for
+        self.on_cell_start = self._on_cell_start
+        self.on_cell_executed = self._on_cell_executed
+        self.store_widget_state = False  # widget state is unbounded and never shown
 
     def _is_harvest(self, cell: NotebookNode) -> bool:
         return HARVEST_TAG in cell.get("metadata", {}).get("tags", [])
@@ -72,38 +87,78 @@ class GradingClient(NotebookClient):  # type: ignore[misc]
         remaining = self.tracker.deadline - time.monotonic()
         return max(1, int(min(self.limits.cell_timeout_s, remaining)))
 
+    def _on_cell_start(self, cell: NotebookNode, cell_index: int) -> None:
+        self.tracker.current = cell_index
+        self.tracker.started = time.monotonic()
+        if cell.cell_type == "code":
+            self.tracker.timeouts[cell_index] = float(self._timeout_for(cell))
+
+    def _on_cell_executed(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        """A cell interrupted by nbclient's timeout ends in KeyboardInterrupt once its limit has passed."""
+        content = (execute_reply or {}).get("content", {})
+        elapsed = time.monotonic() - self.tracker.started
+        limit = self.tracker.timeouts.get(cell_index)
+        if content.get("status") == "error" and content.get("ename") == "KeyboardInterrupt" \
+                and limit is not None and elapsed >= limit:
+            self.tracker.timed_out.add(cell_index)
+
     async def async_execute_cell(self, cell: NotebookNode, cell_index: int, execution_count: int | None = None,
                                  store_history: bool = True) -> NotebookNode:
         if cell.cell_type == "code" and not self._is_harvest(cell) and time.monotonic() >= self.tracker.deadline:
             self.tracker.not_run.add(cell_index)
             return cell
-        self._current_index = cell_index
         started = time.monotonic()
         try:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         finally:
             self.tracker.durations[cell_index] = time.monotonic() - started
 
-    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
-        self.tracker.timed_out.add(self._current_index)
-        return await super()._async_handle_timeout(timeout, cell)
+    def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> NotebookNode | None:
+        # a display update replaces an earlier output: it is counted like new output, and dropped past the cap
+        if msg.get("msg_type") == "update_display_data" and not self._within_cap(msg, cell_index):
+            return None
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None,
                cell_index: int) -> NotebookNode | None:
-        size = len(str(msg.get("content", "")))
-        if self.tracker.output_bytes + size > self.limits.max_output_bytes and not self._is_harvest_index(cell_index):
+        if msg.get("msg_type") == "error":  # every error is kept, past the cap too (its traceback cut)
+            return super().output(outs, _cut_error(msg), display_id, cell_index)  # type: ignore[no-any-return]
+        if msg.get("msg_type") in DATA_MESSAGES and not self._within_cap(msg, cell_index):
             if cell_index not in self.tracker.truncated:
                 self.tracker.truncated.add(cell_index)
                 outs.append(nbformat.v4.new_output(
-                    "stream", name="stderr",
-                    text=f"[grader] output truncated: the notebook's output passed "
-                         f"{self.limits.max_output_bytes:,} bytes\n"))
+                    "stream", name="stderr", text=f"[grader] output truncated: {self._cap_text(cell_index)}\n"))
             return None
-        self.tracker.output_bytes += size
         return super().output(outs, msg, display_id, cell_index)  # type: ignore[no-any-return]
+
+    def _within_cap(self, msg: dict[str, Any], cell_index: int) -> bool:
+        size = len(str(msg.get("content", "")))
+        if self._is_harvest_index(cell_index):
+            self.tracker.harvest_bytes += size
+            return self.tracker.harvest_bytes <= MAX_HARVEST_OUTPUT_BYTES
+        if self.tracker.output_bytes + size > self.limits.max_output_bytes:
+            return False
+        self.tracker.output_bytes += size
+        return True
+
+    def _cap_text(self, cell_index: int) -> str:
+        if self._is_harvest_index(cell_index):
+            return f"the harvest step's output passed {MAX_HARVEST_OUTPUT_BYTES:,} bytes"
+        return f"the notebook's output passed {self.limits.max_output_bytes:,} bytes"
 
     def _is_harvest_index(self, index: int) -> bool:
         return 0 <= index < len(self.nb.cells) and self._is_harvest(self.nb.cells[index])
+
+
+def _cut_error(msg: dict[str, Any]) -> dict[str, Any]:
+    """An error message with a bounded name, value and traceback."""
+    content = dict(msg.get("content", {}))
+    trace = [str(line) for line in content.get("traceback", [])[-200:]]
+    text = "\n".join(trace)
+    content["traceback"] = [text[-MAX_TRACEBACK_CHARS:]] if len(text) > MAX_TRACEBACK_CHARS else trace
+    content["ename"] = str(content.get("ename", ""))[:200]
+    content["evalue"] = str(content.get("evalue", ""))[:2000]
+    return {**msg, "content": content}
 
 
 def prepare_notebook(nb: NotebookNode, harvest_code: str) -> tuple[NotebookNode, dict[int, tuple[str, ...]]]:
@@ -120,6 +175,13 @@ def prepare_notebook(nb: NotebookNode, harvest_code: str) -> tuple[NotebookNode,
     harvest.metadata["tags"] = [HARVEST_TAG]
     nb.cells.append(harvest)
     return nb, skipped
+
+
+def _cut_source(source: str) -> str:
+    """A cell's source as kept in the evidence: bounded (a notebook may hold a megabyte-long table)."""
+    if len(source) <= MAX_SOURCE_CHARS:
+        return source
+    return source[:MAX_SOURCE_CHARS] + f"\n[grader] {len(source) - MAX_SOURCE_CHARS:,} more characters not kept\n"
 
 
 def _text_of(output: NotebookNode) -> str:
@@ -139,7 +201,7 @@ def cell_records(nb: NotebookNode, original: NotebookNode, tracker: _Tracker,
     for index, cell in enumerate(nb.cells):
         if HARVEST_TAG in cell.get("metadata", {}).get("tags", []):
             continue
-        source = original.cells[index].source
+        source = _cut_source(original.cells[index].source)
         if cell.cell_type != "code":
             records.append(Cell(index=index, cell_type=cell.cell_type, source=source))
             continue
@@ -194,7 +256,7 @@ async def _run(client: GradingClient, manager: Any, env: dict[str, str], limits:
 
 
 def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbox: Sandbox, mounts: list[Mount],
-                 limits: Limits, threads: int) -> RunResult:
+                 limits: Limits, threads: int, data_path: str = "fast") -> RunResult:
     original = nbformat.from_dict(notebook)
     harvest_code = (runtime / "harvest.py").read_text() + \
         f"\n__grader_harvest({str(work.out)!r})\ndel __grader_harvest\n"
@@ -203,15 +265,17 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     if ipc_dir is not None:
         mounts = [*mounts, Mount(ipc_dir, ipc_dir, writable=True)]
     sandbox.prepare(mounts)
-    launch = kernel_launch(work, runtime, sandbox, mounts, limits, threads)
+    launch = kernel_launch(work, runtime, sandbox, mounts, limits, threads, data_path)
     manager = kernel_manager(work, launch, ipc_dir=ipc_dir)
+    manager.context = zmq.asyncio.Context()
+    manager.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # every socket of the client: bounded messages
     tracker = _Tracker(deadline=time.monotonic() + limits.total_timeout_s)
     client = GradingClient(
         nb, km=manager, tracker=tracker, limits=limits, allow_errors=True, interrupt_on_timeout=True,
         record_timing=False, startup_timeout=120, iopub_timeout=10, shutdown_kernel="immediate",
         resources={"metadata": {"path": str(work.root)}},
     )
-    log = work.root / ".grader" / "kernel.log"
+    log = work.kernel_log  # outside the work dir: the student cannot plant a link in its place
     started = time.monotonic()
     status: FileStatus = "completed"
     message = ""
@@ -220,7 +284,7 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     try:
         asyncio.run(_run(client, manager, launch.env, limits, log))
     except DeadKernelError:
-        crashed_at = getattr(client, "_current_index", None)
+        crashed_at = tracker.current
         if time.monotonic() >= outer_deadline - 1:  # nbclient reports our own cancellation as a dead kernel
             status = "timeout"
             message = (f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s) "
@@ -229,13 +293,23 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
             status, message = "crashed", (f"the kernel died while running cell {crashed_at} (killed, out of memory, "
                                           "or exited)")
     except TimeoutError:
-        crashed_at = getattr(client, "_current_index", None)
+        crashed_at = tracker.current
         status, message = "timeout", f"the notebook ran past its total time limit ({limits.total_timeout_s:.0f} s)"
+    except (RecursionError, ValueError, KeyError, TypeError) as error:  # e.g. a message nested too deep to decode
+        crashed_at = tracker.current
+        status, message = "error", (f"the run was stopped in cell {crashed_at}: the grader could not read what the "
+                                    f"kernel sent ({type(error).__name__}: {str(error)[:200]})")
     except RuntimeError as error:  # e.g. "Kernel didn't respond in 120 seconds"
         status, message = "error", f"the kernel could not be run: {error}"
+    except Exception as error:  # anything else the kernel's messages provoke: the student's run ends here
+        crashed_at = tracker.current
+        status, message = "error", (f"the run was stopped in cell {crashed_at}: the grader could not read what the "
+                                    f"kernel sent ({type(error).__name__}: {str(error)[:200]})")
     finally:
-        atexit.unregister(client._cleanup_kernel)  # nbclient leaves it registered when start-up fails
+        # nbclient 0.10-0.11 leaves this registered when the kernel fails to start (tests/test_notebook_client.py)
+        atexit.unregister(client._cleanup_kernel)
         limit_hit = launch.finish()
+        manager.context.destroy(linger=0)
         if ipc_dir is not None:
             shutil.rmtree(ipc_dir, ignore_errors=True)
     if status == "timeout" and crashed_at is not None:
@@ -307,14 +381,15 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
 
 # what every kernel prints at start-up: not about the crash
 KERNEL_BANNER = ("running over TCP", "To connect another client", "--existing", "[IPKernelApp]", "NOTE: When using",
-                 "kernel-", "connection file", "jupyter console", "ipykernel")
+                 "kernel-", "connection file", "jupyter console", "ipykernel", "To exit, you will have to",
+                 '"quit" from a client', "To read more about this", "Ctrl-\\", "explicitly quit")
 
 
 def kernel_log_tail(log: Path, lines: int = 3) -> str:
     """The last lines the kernel printed itself (e.g. 'Segmentation fault'), for a crash message."""
     try:
-        text = log.read_bytes()[-4000:].decode("utf-8", errors="replace")
-    except OSError:
+        text = read_tail(log, 4000).decode("utf-8", errors="replace")
+    except ResultError:
         return ""
     useful = [line for line in text.splitlines() if line.strip() and not any(n in line for n in KERNEL_BANNER)]
     useful = useful[-lines:]

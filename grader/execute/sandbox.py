@@ -1,95 +1,48 @@
-"""Where student code runs: the resource limits and the isolation around each untrusted process.
+"""Where student code runs: the isolation around each untrusted process.
 
 Every process that runs student code (the notebook kernel, the module runner, the clean room)
-is started through ``Sandbox.wrap``. ``Unsandboxed`` applies the limits it can (address space,
-file size, processes through ``prlimit``) and nothing else; ``grader.execute.bubblewrap`` adds
-namespaces and a minimal filesystem view.
+is started through ``Sandbox.wrap``. Three sandboxes, from strongest to weakest:
+
+* ``grader.execute.bubblewrap.Bubblewrap``: namespaces (no network, own PIDs), a minimal read-only
+  filesystem, a fresh unprivileged uid, limits;
+* ``grader.execute.uid.UidSandbox``: for containers where namespaces are refused (Gradescope's):
+  a fresh unprivileged uid that cannot read the labels, the outputs or other students' work, and
+  limits; it shares the machine's network and its world-readable files;
+* ``Unsandboxed``: the limits it can set (address space, file size) and nothing else; the student's
+  code runs as the grader's own user and can read and write what the grader can.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grader.execute.limits import Limits, Mount
+
 if TYPE_CHECKING:
     from grader.execute.cgroups import Cgroup
-
-GiB = 1 << 30
-MiB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-process limits; the defaults fit DS5220 PS4 on full MNIST on a CPU."""
-
-    cell_timeout_s: float = 900.0
-    total_timeout_s: float = 2400.0  # per notebook or module run
-    measure_timeout_s: float = 600.0  # the clean-room process
-    memory_bytes: int = 12 * GiB  # address space; the CUDA build of torch maps about 4.4 GiB
-    max_processes: int = 512  # threads count too (RLIMIT_NPROC counts the uid's tasks)
-    max_file_bytes: int = 1 * GiB  # largest single file a student process may write
-    max_output_bytes: int = 2 * MiB  # text + images kept from one notebook's outputs
-    max_tmp_bytes: int = 2 * GiB  # size of the sandbox's private /tmp (RAM-backed)
-
-    @property
-    def harvest_timeout_s(self) -> float:
-        """Time for the grader's own harvest cell after the notebook (saving tensors)."""
-        return min(180.0, max(30.0, self.total_timeout_s / 8))
-
-
-def resolve_limits(**given: float | None) -> Limits:
-    """Defaults, overridden by the rubric's ``limits``, overridden by the command line (None: not given).
-
-    Keys: cell_timeout_s, total_timeout_s, memory_gb, max_processes, max_file_mb, max_output_mb.
-    """
-    base = Limits()
-    value = {key: v for key, v in given.items() if v is not None}
-    return Limits(
-        cell_timeout_s=float(value.get("cell_timeout_s", base.cell_timeout_s)),
-        total_timeout_s=float(value.get("total_timeout_s", base.total_timeout_s)),
-        measure_timeout_s=min(base.measure_timeout_s, max(60.0, float(value.get("total_timeout_s",
-                                                                                base.total_timeout_s)) / 4)),
-        memory_bytes=int(value["memory_gb"] * GiB) if "memory_gb" in value else base.memory_bytes,
-        max_processes=int(value.get("max_processes", base.max_processes)),
-        max_file_bytes=int(value["max_file_mb"] * MiB) if "max_file_mb" in value else base.max_file_bytes,
-        max_output_bytes=int(value["max_output_mb"] * MiB) if "max_output_mb" in value else base.max_output_bytes,
-    )
-
-
-def describe_limits(limits: Limits, memory_cap: str) -> dict[str, float | int | str]:
-    """The limits as recorded in evidence and reports."""
-    return {
-        "cell_timeout_s": limits.cell_timeout_s, "total_timeout_s": limits.total_timeout_s,
-        "memory_gb": round(limits.memory_bytes / GiB, 2), "memory_cap": memory_cap,
-        "max_processes": limits.max_processes, "max_file_mb": round(limits.max_file_bytes / MiB, 1),
-        "max_output_mb": round(limits.max_output_bytes / MiB, 2), "tmp_mb": round(limits.max_tmp_bytes / MiB),
-    }
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A host path made visible to the sandboxed process at ``target``."""
-
-    source: Path
-    target: Path
-    writable: bool = False
 
 
 @dataclass
 class Launch:
-    """What to start: the argv and environment after wrapping, and the cgroup it runs in."""
+    """What to start: the argv and environment after wrapping, the cgroup it runs in, what to remove after."""
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     cgroup: Cgroup | None = None
+    cleanup: list[Path] = field(default_factory=list)
 
     def finish(self) -> str | None:
         """Call once the process has ended: which cgroup limit it hit, if any; removes the group."""
+        for path in self.cleanup:
+            remove_tree(path)
         if self.cgroup is None:
             return None
         hit = "memory" if self.cgroup.oom_killed() else ("processes" if self.cgroup.pids_exhausted() else None)
@@ -99,6 +52,11 @@ class Launch:
 
 class Sandbox(ABC):
     name: str
+    trusts_student: bool = False  # True: the student's code can read and write what the grader can
+
+    def scratch(self, wanted: Path) -> Path:
+        """Where this sandbox's runs live: ``wanted``, unless the sandbox needs another place."""
+        return wanted
 
     @abstractmethod
     def prepare(self, mounts: list[Mount]) -> None:
@@ -120,15 +78,43 @@ def prlimit_prefix(limits: Limits, processes: bool) -> list[str]:
     return [*prefix, "--"]
 
 
+def short_temp_dir(owner: int | None = None) -> Path:
+    """A private temporary directory with a short path, for TMPDIR.
+
+    Short, because multiprocessing puts Unix sockets there (DataLoader workers pass tensors through
+    one) and a socket path is limited to 107 bytes: under a deep work dir the workers' batches
+    were lost and the notebook hung.
+    """
+    path = Path(tempfile.mkdtemp(prefix="gt-", dir="/tmp"))
+    if owner is not None:
+        os.chown(path, owner, owner)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory a student process may have filled with read-only folders; never follows links."""
+    with contextlib.suppress(OSError):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+            return
+        for root, dirs, _ in os.walk(path):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    if not os.path.islink(os.path.join(root, name)):
+                        os.chmod(os.path.join(root, name), 0o755)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Unsandboxed(Sandbox):
     """Runs student code as the grader's own user, limited only by rlimits and timeouts.
 
-    For a student checking their own notebook, or where bubblewrap cannot run (macOS, some
-    containers): read-only mounts become symlinks, so nothing stops the code from reading the
-    rest of the filesystem. Reports say ``sandbox: none``.
+    For a student checking their own notebook, or where no sandbox can run: read-only mounts
+    become symlinks, so nothing stops the code from reading the rest of the filesystem (the
+    held-out labels included) or writing into the output folder. Reports say ``sandbox: none``.
     """
 
     name = "none"
+    trusts_student = True
 
     def prepare(self, mounts: list[Mount]) -> None:
         for mount in mounts:
@@ -145,21 +131,25 @@ class Unsandboxed(Sandbox):
     def wrap(self, argv: list[str], *, cwd: Path, mounts: list[Mount], env: dict[str, str], limits: Limits,
              network: bool = False) -> Launch:
         # RLIMIT_NPROC counts every task of the uid: as the grader's own user it would also
-        # count the grader and its other workers, so it is only applied inside bubblewrap.
+        # count the grader and its other workers, so it is only applied under another uid.
         from grader.execute.cgroups import Cgroup
 
         cgroup = Cgroup.create(limits)
         prefix = cgroup.enter_command() if cgroup else []
-        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=False), *argv], env=dict(env), cgroup=cgroup)
+        tmp = short_temp_dir()
+        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=False), *argv],
+                      env={**env, "TMPDIR": str(tmp)}, cgroup=cgroup, cleanup=[tmp])
 
 
 def base_env(home: Path, threads: int) -> dict[str, str]:
-    """A clean environment for a student process: nothing of the grader's own is inherited."""
+    """A clean environment for a student process: nothing of the grader's own is inherited.
+
+    TMPDIR is set by each sandbox (a short private directory).
+    """
     venv_bin = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
-        "TMPDIR": str(home / ".grader" / "tmp"),
         "MPLCONFIGDIR": str(home / ".grader" / "mpl"),
         "XDG_CACHE_HOME": str(home / ".grader" / "cache"),
         "TORCH_HOME": str(home / ".grader" / "torch"),
@@ -177,6 +167,6 @@ def base_env(home: Path, threads: int) -> dict[str, str]:
     for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
         if name in os.environ:
             env[name] = os.environ[name]
-    for directory in ("tmp", "mpl", "cache", "torch"):
+    for directory in ("mpl", "cache", "torch"):
         (home / ".grader" / directory).mkdir(parents=True, exist_ok=True)
     return env

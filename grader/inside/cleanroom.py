@@ -4,11 +4,13 @@ Usage: python cleanroom.py JOB.json
 
 The job gives, per student file, the definitions taken from its code by the grader (imports,
 constants, classes and functions; never the notebook's live state), and per harvested model its
-class name, weights file and candidate constructor arguments. For each model this script
-rebuilds the class, loads the tensors with ``load_state_dict(strict=True)``, runs torchinfo, and
-writes float32 logits for the evaluation images it is given. It never sees a label: accuracy is
-computed by the grader. Output is data only (JSON + .npy). Self-contained: stdlib, numpy, torch,
-safetensors, torchinfo.
+class name, weights file, candidate constructor arguments, and the exact names of the output
+files the grader will read. For each model this script rebuilds the class, loads the tensors
+with ``load_state_dict(strict=True)``, runs torchinfo, and writes float32 logits for the
+evaluation images it is given, under each input transform; then logits of a freshly initialised
+instance of the same class (no trained weights), which the grader uses to tell a model from a
+lookup of answers. It never sees a label: accuracy is computed by the grader. Output is data
+only (JSON + .npy). Self-contained: stdlib, numpy, torch, safetensors, torchinfo.
 """
 
 import json
@@ -60,6 +62,7 @@ def instantiate(cls, constructor_args, namespace):
 
 
 def rebuild(model_job, versions, namespace, torch):
+    """(model, how, make, attempts): the first class version whose state_dict matches the saved tensors."""
     from safetensors.torch import load_file
 
     state = load_file(model_job["weights"])
@@ -86,10 +89,10 @@ def rebuild(model_job, versions, namespace, torch):
                 continue
             model.load_state_dict(state, strict=True)
             how = f"{cls.__name__}{shown}, definition {len(classes) - number} of {len(classes)} in the code"
-            return model, how, attempts
+            return model, how, make, attempts
     if not attempts:
         attempts.append(f"no class named {model_job['class_name']} could be rebuilt from the submitted code")
-    return None, None, attempts
+    return None, None, None, attempts
 
 
 def layer_summary(model, torch):
@@ -118,6 +121,17 @@ def layer_summary(model, torch):
     return {"input_shape": None, "rows": [], "error": "; ".join(errors)}
 
 
+def normalisation_buffers(model, torch):
+    """State-dict keys that are statistics of torch's own normalisation layers (BatchNorm, InstanceNorm)."""
+    found = []
+    norm_types = (torch.nn.modules.batchnorm._NormBase,)
+    for prefix, module in model.named_modules():
+        if type(module).__module__.startswith("torch.nn.") and isinstance(module, norm_types):
+            for name, _ in module.named_buffers(recurse=False):
+                found.append(f"{prefix}.{name}" if prefix else name)
+    return found
+
+
 def logits_for(model, images, transform, seed, torch):
     import numpy as np
 
@@ -134,14 +148,44 @@ def logits_for(model, images, transform, seed, torch):
     return np.concatenate(chunks)
 
 
+def save(out_dir, name, array):
+    import numpy as np
+
+    np.save(os.path.join(out_dir, name), array, allow_pickle=False)
+
+
+def measure(model_job, namespace, versions, images, job, torch, record):
+    model, how, make, attempts = rebuild(model_job, versions, namespace, torch)
+    record["attempts"] = attempts
+    if model is None:
+        record["error"] = "could not rebuild the model: " + "; ".join(attempts)[:1500]
+        return
+    model.eval()
+    record["rebuilt_from"] = how
+    record["parameters"] = [
+        {"name": name, "shape": list(p.shape), "trainable": bool(p.requires_grad)}
+        for name, p in model.named_parameters()
+    ]
+    record["normalisation_buffers"] = normalisation_buffers(model, torch)
+    record["summary"] = layer_summary(model, torch)
+    transforms = model_job["transforms"]
+    for t_index, names in model_job["outputs"].items():
+        for split, name in names.items():
+            save(job["out_dir"], name, logits_for(model, images[split], transforms[int(t_index)], job["seed"], torch))
+    torch.manual_seed(job["seed"] + 1)
+    fresh = make()  # the same class, freshly initialised: what the forward does without trained weights
+    fresh.eval()
+    for t_index, name in model_job["untrained_outputs"].items():
+        save(job["out_dir"], name, logits_for(fresh, images["holdout"], transforms[int(t_index)], job["seed"], torch))
+    record["ok"] = True
+
+
 def main():
     with open(sys.argv[1]) as handle:
         job = json.load(handle)
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
-    out_dir = job["out_dir"]
     images = {split: read_idx_images(path) for split, path in job["eval"].items()}
     results = {"programs": {}, "models": []}
     namespaces = {}
@@ -151,41 +195,21 @@ def main():
         versions, problems = run_definitions(statements, namespace)
         namespaces[key] = (namespace, versions)
         results["programs"][key] = {"problems": problems}
-    for number, model_job in enumerate(job["models"]):
+    results_path = os.path.join(job["out_dir"], "results.json")
+    for model_job in job["models"]:
         started = time.time()
         record = {"id": model_job["id"], "ok": False}
         results["models"].append(record)
         try:
             namespace, versions = namespaces[model_job["program"]]
-            model, how, attempts = rebuild(model_job, versions, namespace, torch)
-            record["attempts"] = attempts
-            if model is None:
-                record["error"] = "could not rebuild the model: " + "; ".join(attempts)[:1500]
-                continue
-            model.eval()
-            record["rebuilt_from"] = how
-            record["parameters"] = [
-                {"name": name, "shape": list(p.shape), "trainable": bool(p.requires_grad)}
-                for name, p in model.named_parameters()
-            ]
-            record["summary"] = layer_summary(model, torch)
-            record["logits"] = {}
-            transforms = [None, *model_job.get("normalize", [])]
-            for t_index, transform in enumerate(transforms):
-                for split, split_images in images.items():
-                    name = f"m{number}_t{t_index}_{split}.npy"
-                    logits = logits_for(model, split_images, transform, job["seed"], torch)
-                    np.save(os.path.join(out_dir, name), logits, allow_pickle=False)
-                    record["logits"].setdefault(str(t_index), {})[split] = name
-            record["ok"] = True
+            measure(model_job, namespace, versions, images, job, torch, record)
         except BaseException:
+            record["ok"] = False
             record["error"] = traceback.format_exc(limit=8)[-2000:]
         finally:
             record["duration_s"] = round(time.time() - started, 3)
-            with open(os.path.join(out_dir, "results.json"), "w") as handle:
+            with open(results_path, "w") as handle:
                 json.dump(results, handle)
-    with open(os.path.join(out_dir, "results.json"), "w") as handle:
-        json.dump(results, handle)
     return 0
 
 

@@ -44,6 +44,21 @@ def __grader_harvest(out_dir, namespace=None, max_models=20):
             for key, inner in list(value.items())[:50]:
                 consider(f"{name}[{key!r}]", inner)
 
+    optimized = set()  # parameters an optimizer in the namespace holds state for (Adam moments, momentum)
+    for value in list(namespace.values()):
+        if isinstance(value, torch.optim.Optimizer):
+            try:
+                optimized.update(id(p) for p in value.state)
+            except Exception:
+                continue
+
+    def was_trained(model):
+        """A hint for choosing among models: gradients left by backward(), or optimizer state."""
+        try:
+            return any(p.grad is not None or id(p) in optimized for p in model.parameters())
+        except Exception:
+            return None
+
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     models = []
     for number, (name, model) in enumerate(found[:max_models]):
@@ -64,6 +79,7 @@ def __grader_harvest(out_dir, namespace=None, max_models=20):
                     "class_module": type(model).__module__,
                     "weights": file_name,
                     "trainable": [key for key, p in model.named_parameters() if p.requires_grad],
+                    "trained": was_trained(model),
                 }
             )
         except Exception as error:  # one broken model must not lose the others
@@ -97,8 +113,36 @@ def __grader_harvest(out_dir, namespace=None, max_models=20):
 
     curves = __grader_curves(namespace)
     with open(os.path.join(out_dir, "harvest.json"), "w") as handle:
-        json.dump({"models": models, "normalize": normalize, "curves": curves}, handle)
+        json.dump({"models": models, "normalize": normalize, "curves": curves,
+                   "data_path": __grader_data_path()}, handle)
     return len(models)
+
+
+def __grader_data_path():
+    """Which MNIST data path served this process: fastdata.py's report(), checked and capped (see results.py)."""
+    import os
+    import sys
+
+    requested = ""
+    try:
+        requested = str(os.environ.get("GRADER_DATA_PATH", ""))[:20]
+        module = sys.modules.get("_grader_fastdata")
+        record = module.report() if module is not None else None
+        if not isinstance(record, dict):
+            record = {"mode": "stock"}
+            if requested == "fast":
+                record["error"] = "the fast data path was not installed"
+        out = {"mode": "fast" if record.get("mode") == "fast" else "stock", "requested": requested}
+        for key in ("fast_datasets", "stock_datasets"):
+            value = record.get(key, 0)
+            out[key] = value if type(value) is int and 0 <= value < 10**9 else 0
+        fallbacks = record.get("fallbacks", [])
+        out["fallbacks"] = [str(item)[:300] for item in list(fallbacks)[:20]] if type(fallbacks) is list else []
+        if record.get("error"):
+            out["error"] = str(record["error"])[:500]
+        return out
+    except Exception as error:
+        return {"mode": "stock", "requested": requested, "error": f"unreadable record ({type(error).__name__})"}
 
 
 def __grader_curves(namespace, max_lists=8, max_values=10000):

@@ -2,6 +2,10 @@
 
 Neutralises Colab-only imports: ``from google.colab import drive; drive.mount(...)`` becomes a
 no-op that says so, instead of an ImportError that would stop the rest of the cell.
+
+With ``GRADER_DATA_PATH=fast`` it also installs the fast MNIST data path: ``fastdata.py`` from the
+runtime directory named by ``GRADER_RUNTIME_DIR``, loaded as the module ``_grader_fastdata`` (where
+harvest.py reads its report). It patches torchvision only when the notebook imports it.
 """
 
 import importlib
@@ -49,3 +53,25 @@ class _ColabStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path.insert(0, _ColabStub())
 del _ColabStub
+
+
+def _grader_fast_data():
+    import importlib.util
+    import os
+
+    directory = os.environ.get("GRADER_RUNTIME_DIR", "")
+    path = os.path.join(directory, "fastdata.py")
+    if os.environ.get("GRADER_DATA_PATH") != "fast" or not directory or not os.path.isfile(path):
+        return  # harvest.py records that the stock path ran
+    spec = importlib.util.spec_from_file_location("_grader_fastdata", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_grader_fastdata"] = module
+    try:
+        spec.loader.exec_module(module)
+        module.install()
+    except Exception:
+        sys.modules.pop("_grader_fastdata", None)
+
+
+_grader_fast_data()
+del _grader_fast_data

@@ -12,8 +12,7 @@ from grader.evidence import Cell, Evidence, FileEvidence, ModelEvidence
 from grader.keyword_hints import Suggestion, suggest
 from grader.render.curves import CurveView, curve_view
 from grader.rubric import Item, Rubric
-from grader.score import ItemScore, architecture_problems, match_model
-from grader.textcheck import evaluate
+from grader.score import ItemScore
 
 MAX_CELLS_PER_ITEM = 8
 
@@ -100,14 +99,16 @@ def _text_cells(where: set[str], evidence: Evidence) -> list[CellView]:
     return views
 
 
-def model_view(rubric: Rubric, key: str, evidence: Evidence) -> ModelView:
+def model_view(rubric: Rubric, scored: ItemScore, evidence: Evidence) -> ModelView:
+    """The item's model as the score sheet matched it (nothing is matched again here)."""
+    assert scored.model_key is not None
+    key, match = scored.model_key, scored.match
     spec = rubric.models[key]
-    match = match_model(spec, evidence.models)
     view = ModelView(
         key=key, class_name=spec.class_name, expected_params=spec.trainable_params,
         expected_layers=[(layer.type, layer.params) for layer in spec.layers],
         model=match.model if match else None, how=match.how if match else "not found",
-        problems=architecture_problems(spec, match.model) if match else [],
+        problems=list(scored.architecture),
     )
     for item in rubric.items():
         for line in item.lines:
@@ -134,19 +135,16 @@ def item_views(rubric: Rubric, evidence: Evidence, scores: dict[str, ItemScore])
             cells += answer_cells(item.answer, evidence)
             if scores[item.id].pending:
                 suggestions = suggest(item, [view.cell.source for view in cells])
-        model_key = item.model or next((m for line in item.lines if line.when for m in line.when.models()), None)
-        if model_key:
-            model = model_view(rubric, model_key, evidence)
+        scored = scores[item.id]
+        if scored.model_key:
+            model = model_view(rubric, scored, evidence)
             if model.model:
                 cells += model_cells(model.model, evidence)
-                curve = curve_view(evidence, model.model, model_key, list(rubric.models))
+                curve = curve_view(evidence, model.model, scored.model_key, list(rubric.models))
         where: set[str] = set()
-        for line in item.lines:
-            if line.when and line.when.text_missing:
-                for name in line.when.text_missing.checks:
-                    result = evaluate(rubric.text_checks[name], evidence)
-                    texts.append((rubric.text_checks[name].description or name, result.found, result.detail))
-                    where.update(result.where)
+        for finding in scored.text_checks:
+            texts.append((finding.description, finding.result.found, finding.result.detail))
+            where.update(finding.result.where)
         if where and not item.answer:
             cells += _text_cells(where, evidence)
         seen, unique = set(), []

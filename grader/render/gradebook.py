@@ -1,4 +1,8 @@
-"""The class gradebook: one row per student, one column per item, the total."""
+"""The class gradebook: one row per student, one column per item, the total.
+
+Every text cell is made safe for spreadsheets: a refused file's name is the student's choice, and
+``=HYPERLINK(...)`` in it must stay text when an instructor opens the CSV.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,13 @@ from grader.evidence import Evidence
 from grader.fsutil import atomic_write_text
 from grader.rubric import Rubric
 from grader.score import ScoreSheet
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that Excel, LibreOffice and Google Sheets show as text, never run as a formula."""
+    return "'" + text if text.lstrip(" ")[:1] in FORMULA_STARTS else text
 
 
 def gradebook_frame(rubric: Rubric, graded: list[tuple[Evidence, ScoreSheet]]) -> pd.DataFrame:
@@ -30,6 +41,10 @@ def gradebook_frame(rubric: Rubric, graded: list[tuple[Evidence, ScoreSheet]]) -
         rows.append(row)
     columns = ["student", *[item.id for item in rubric.items()], "total", "max", "pending", "status",
                "data_profile", "sandbox", "submission_sha256"]
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, str):
+                row[key] = spreadsheet_safe(value)
     return pd.DataFrame(rows, columns=columns)
 
 

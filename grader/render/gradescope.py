@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 from grader.evidence import Evidence
+from grader.points import fmt
 from grader.render.context import ModelView, model_view
 from grader.rubric import Rubric
-from grader.score import ItemScore, ScoreSheet, fmt
+from grader.score import ItemScore, ScoreSheet
 
 
 def _line_text(item: ItemScore) -> list[str]:
@@ -54,10 +55,8 @@ def _test(rubric: Rubric, evidence: Evidence, question_id: str, item: ItemScore)
         test["status"] = "passed" if (item.score or 0) >= item.max_points else "failed"
     if item.comment:
         output += ["", f"TA comment: {item.comment}"]
-    spec = rubric.item(item.id)
-    key = spec.model or next((m for line in spec.lines if line.when for m in line.when.models()), None)
-    if key and item.source == "auto":
-        output += ["", *_model_text(model_view(rubric, key, evidence))]
+    if item.model_key and item.source == "auto":
+        output += ["", *_model_text(model_view(rubric, item, evidence))]
     test["output"] = "\n".join(output)
     test["visibility"] = "after_published" if item.hidden else "visible"
     test["tags"] = [f"question {question_id}", item.grading] + (["pending"] if item.pending else [])

@@ -4,7 +4,11 @@ One browser prints a whole class: it is started once and driven over the DevTool
 pipe (``--remote-debugging-pipe``: JSON messages separated by NUL bytes on fds 3 and 4), since
 starting Chromium costs seconds and printing a page a fraction of one. The page is the grader's own
 report: its Content-Security-Policy forbids scripts and every fetch, so Chromium only lays out
-text, inline styles and ``data:`` images.
+text, inline styles and ``data:`` images (notebook plots, checked and size-capped by the renderer).
+
+A report holds what a student wrote, so Chromium is treated as exposed to it: run as root, the
+grader starts it as a fresh unprivileged user (Chromium's own sandbox refuses root) in a cgroup
+with a memory cap where one can be made, and hands it each page as a copy in its own profile.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader.fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from grader.execute.cgroups import Cgroup
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Chromium's own sandbox is kept, except as root, where Chromium refuses to start with it.
@@ -33,6 +40,7 @@ FLAGS = ("--headless", *(("--no-sandbox",) if os.geteuid() == 0 else ()), "--dis
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
          "--mute-audio", "--hide-scrollbars")
 TIMEOUT_S = 60.0
+MEMORY_BYTES = 2 << 30  # Chromium's whole process tree, where a cgroup can cap it
 PRINT = {"printBackground": True, "preferCSSPageSize": True, "displayHeaderFooter": False}
 
 
@@ -75,6 +83,7 @@ class Printer:
         self._buffer = b""
         self._events: list[dict[str, Any]] = []
         self._next_id = 0
+        self._cgroup: Cgroup | None = None
 
     def __enter__(self) -> Printer:
         return self
@@ -92,9 +101,20 @@ class Printer:
         log = open(Path(self._profile.name) / "stderr.log", "wb")  # noqa: SIM115 - closed below
         argv = [sys.executable, "-c", _ON_FDS_3_AND_4, str(command_read), str(reply_write), self.browser, *FLAGS,
                 "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", "about:blank"]
+        prefix: list[str] = []
+        if os.geteuid() == 0:  # never as root: a fresh uid that owns only the profile
+            from grader.execute.cgroups import Cgroup
+            from grader.execute.limits import Limits
+            from grader.execute.uid import drop_privileges, fresh_uid, hand_over
+
+            uid = fresh_uid()
+            hand_over(Path(self._profile.name), uid, mode=0o700)
+            self._cgroup = Cgroup.create(Limits(memory_bytes=MEMORY_BYTES, max_processes=256))
+            prefix = [*(self._cgroup.enter_command() if self._cgroup else []), *drop_privileges(uid)]
         try:
-            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             pass_fds=(command_read, reply_write), start_new_session=True)
+            self._process = subprocess.Popen([*prefix, *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                             pass_fds=(command_read, reply_write), start_new_session=True,
+                                             env={**os.environ, "HOME": self._profile.name})
         except OSError as error:
             raise PdfError(f"cannot start {self.browser}: {error}") from None
         finally:
@@ -120,6 +140,9 @@ class Printer:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._to_browser = self._from_browser = -1
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
         if self._profile is not None:
             self._profile.cleanup()
             self._profile = None
@@ -194,7 +217,11 @@ class Printer:
         self._call("Emulation.setDeviceMetricsOverride",
                    {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
         self._events.clear()
-        self._call("Page.navigate", {"url": html.resolve().as_uri()}, session)
+        assert self._profile is not None
+        page = Path(self._profile.name) / "page.html"  # a copy the browser's own user can read
+        shutil.copyfile(html, page)
+        os.chmod(page, 0o644)
+        self._call("Page.navigate", {"url": page.as_uri()}, session)
         self._wait_for("Page.loadEventFired", session)
         return target, session
 

@@ -1,9 +1,10 @@
 """The instructor's view of a class: ``summary.html``, one page that works offline.
 
 What it shows: the class table (sortable), the score histogram, how often each rubric line was
-applied, the measured accuracies per model, the students worth a look (printed accuracies the
-measurement contradicts, cells that raised, models that could not be measured) and the runs that
-timed out or crashed. Deterministic for given evidence, rubric and marks.
+applied, the measured accuracies per model, the students worth a look (most urgent first: models
+that look answers up, printed accuracies above the measured ones, models that could not be
+measured, errors in notebooks that lost points), the runs that timed out or crashed, and possibly
+copied written answers. Deterministic for given evidence, rubric and marks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from grader.evidence import Evidence
 from grader.render.html import environment
 from grader.render.svg import PALETTE, figure_svg, new_figure
 from grader.rubric import Rubric
-from grader.score import ScoreSheet, match_model
+from grader.score import ScoreSheet
+from grader.serve.groups import COPY_MIN_WORDS, COPY_THRESHOLD, possible_copies
 
 SPLITS = ("train", "test")
 
@@ -28,8 +30,9 @@ class StudentRow:
     student: str
     sheet: ScoreSheet
     accuracy: dict[str, dict[str, float | None]]  # model key -> split -> measured accuracy
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # most urgent first
     run_problems: list[str] = field(default_factory=list)
+    urgency: int = len(range(4))  # the most urgent flag's priority (lower: look first)
 
 
 @dataclass
@@ -46,25 +49,43 @@ class LineRate:
         return len(self.students) / self.graded if self.graded else 0.0
 
 
-def _accuracy(rubric: Rubric, evidence: Evidence) -> dict[str, dict[str, float | None]]:
+def _accuracy(rubric: Rubric, sheet: ScoreSheet) -> dict[str, dict[str, float | None]]:
     found: dict[str, dict[str, float | None]] = {}
-    for key, spec in rubric.models.items():
-        match = match_model(spec, evidence.models)
+    for key in rubric.models:
+        match = sheet.matches.get(key)
         accuracy = match.model.accuracy if match else None
         found[key] = {split: getattr(accuracy, split) if accuracy else None for split in SPLITS}
     return found
 
 
-def _flags(evidence: Evidence) -> list[str]:
-    flags = []
+# what a TA acts on first: a model that looks answers up, a printed number above the measured one,
+# a model that could not be measured, then errors in a notebook that lost automatic points
+LOOKUP, OVERSTATED, UNMEASURED, ERRORS_WITH_DEDUCTIONS = range(4)
+
+
+def _flags(evidence: Evidence, sheet: ScoreSheet) -> list[tuple[int, str]]:
+    """(priority, text) of what is worth a TA's look, most urgent first.
+
+    Not flagged (they are notes in the report): a printed accuracy *below* the measured one (the
+    notebook evaluated with dropout on, or averaged over epochs), and cells that raised in a
+    notebook whose automatic items lost nothing.
+    """
+    flags = [(LOOKUP, f"{model.id}: {model.lookup.suspected}") for model in evidence.models
+             if model.lookup and model.lookup.suspected]
     for file in evidence.files:
-        flags += [f"{file.path}: {check.note}" for check in file.claim_checks if not check.consistent]
-        raised = [f"cell {cell.index} ({cell.error.ename})" for cell in file.cells
-                  if cell.status == "error" and cell.error]
-        if raised:
-            flags.append(f"{file.path}: {len(raised)} cell(s) raised: {', '.join(raised[:5])}")
-    flags += [f"{model.id}: {model.error}" for model in evidence.models if model.error]
-    return flags
+        flags += [(OVERSTATED, f"{file.path}: {check.note}") for check in file.claim_checks
+                  if check.overstated or (check.measured is None and not check.consistent)]
+    flags += [(UNMEASURED, f"{model.id}: {model.error}") for model in evidence.models if model.error]
+    lost = [item.id for item in sheet.items() if item.grading == "auto" and not item.pending
+            and (item.score or 0) < item.max_points]
+    if lost:
+        for file in evidence.files:
+            raised = [f"cell {cell.index} ({cell.error.ename})" for cell in file.cells
+                      if cell.status == "error" and cell.error]
+            if raised:
+                flags.append((ERRORS_WITH_DEDUCTIONS, f"{file.path}: {len(raised)} cell(s) raised ("
+                              f"{', '.join(raised[:5])}) and item(s) {', '.join(lost)} lost points"))
+    return sorted(flags, key=lambda flag: flag[0])
 
 
 def _run_problems(evidence: Evidence) -> list[str]:
@@ -79,9 +100,21 @@ def _run_problems(evidence: Evidence) -> list[str]:
 
 
 def student_rows(rubric: Rubric, graded: list[tuple[Evidence, ScoreSheet]]) -> list[StudentRow]:
-    return [StudentRow(evidence.student, sheet, _accuracy(rubric, evidence), _flags(evidence),
-                       _run_problems(evidence))
-            for evidence, sheet in sorted(graded, key=lambda pair: pair[1].student)]
+    rows = []
+    for evidence, sheet in sorted(graded, key=lambda pair: pair[1].student):
+        flags = _flags(evidence, sheet)
+        row = StudentRow(evidence.student, sheet, _accuracy(rubric, sheet), [text for _, text in flags],
+                         _run_problems(evidence))
+        if flags:
+            row.urgency = flags[0][0]
+        rows.append(row)
+    return rows
+
+
+def worth_a_look(rows: list[StudentRow]) -> list[StudentRow]:
+    """Flagged students, most urgent first; among equals, the one who lost more points first."""
+    return sorted((row for row in rows if row.flags),
+                  key=lambda row: (row.urgency, row.sheet.total - row.sheet.max_points, row.student))
 
 
 def line_rates(rubric: Rubric, rows: list[StudentRow]) -> list[LineRate]:
@@ -163,6 +196,7 @@ def render_summary(rubric: Rubric, graded: list[tuple[Evidence, ScoreSheet]], *,
     totals = sorted(row.sheet.total for row in rows)
     return environment().get_template("summary.html.j2").render(
         rubric=rubric, rubric_name=rubric_name, rows=rows, rates=line_rates(rubric, rows),
+        flagged=worth_a_look(rows),
         pending=pending_counts(rubric, rows),
         profiles=sorted(profiles.items()), profile=profile, totals=totals,
         median=(totals[len(totals) // 2] + totals[(len(totals) - 1) // 2]) / 2 if totals else 0.0,
@@ -170,4 +204,6 @@ def render_summary(rubric: Rubric, graded: list[tuple[Evidence, ScoreSheet]], *,
         accuracy_plot=accuracy_plot(rubric, rows, profile) if rows and rubric.models else None,
         thresholds={f"{key} {split}": threshold(rubric, key, split, profile) for key in rubric.models
                     for split in SPLITS},
+        copies=possible_copies(rubric, [evidence for evidence, _ in graded]), copy_threshold=COPY_THRESHOLD,
+        copy_min_words=COPY_MIN_WORDS,
     )

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 
 from grader.evidence import Evidence, LayerRow, ModelEvidence
-from grader.rubric import LayerSpec, ModelSpec, Rubric
-from grader.textcheck import evaluate
+from grader.rubric import LayerSpec, ModelSpec
+from grader.score import TextFinding
 
 MAX_ERRORS_SHOWN = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -278,13 +278,12 @@ def accuracy_hint(spec: ModelSpec, model: ModelEvidence | None, evidence: Eviden
     return text + ("; " + "; ".join(mismatches) if mismatches else "")
 
 
-def text_hint(rubric: Rubric, checks: tuple[str, ...], evidence: Evidence) -> str:
+def text_hint(findings: tuple[TextFinding, ...], checks: tuple[str, ...]) -> str:
+    """What to write, from the text checks the score sheet ran (``findings``) that the line names (``checks``)."""
     wanted = []
-    for name in checks:
-        check = rubric.text_checks[name]
-        result = evaluate(check, evidence)
-        if not result.found:
-            wanted.append(f"{check.description or name} ({result.detail})")
+    for finding in findings:
+        if finding.name in checks and not finding.result.found:
+            wanted.append(f"{finding.description} ({finding.result.detail})")
     if not wanted:
         return ""
     return "write " + "; and ".join(wanted) + " in a markdown or code cell of your notebook"

@@ -15,7 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from grader.score import fmt
+from grader.points import fmt
 from grader.selfcheck.result import CheckResult, ItemCheck
 
 JSON_SCHEMA = "grader-check/1"

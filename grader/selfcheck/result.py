@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grader.evidence import Evidence
+from grader.findings import ModelMatch
+from grader.points import fmt
 from grader.rubric import Condition, Item, ModelSpec, Rubric, RubricLine
-from grader.score import ItemScore, LineResult, ModelMatch, fmt, match_model, score
+from grader.score import ItemScore, LineResult, ScoreSheet, score
 from grader.selfcheck import hints
-from grader.textcheck import evaluate
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,10 @@ def without_accuracy(rubric: Rubric) -> tuple[Rubric, dict[str, list[RubricLine]
     return rubric.model_copy(update={"questions": tuple(questions)}), dropped
 
 
-def item_model(item: Item) -> str | None:
-    return item.model or next((key for line in item.lines if line.when for key in line.when.models()), None)
-
-
 # --------------------------------------------------------------------------- one item
 
 
-def _measured(rubric: Rubric, item: Item, spec: ModelSpec | None, match: ModelMatch | None, evidence: Evidence,
-              accuracy_scored: bool) -> str:
+def _measured(sheet_item: ItemScore, spec: ModelSpec | None, match: ModelMatch | None, accuracy_scored: bool) -> str:
     if spec is not None:
         if match is None:
             return f"no {spec.class_name} found"
@@ -175,18 +171,12 @@ def _measured(rubric: Rubric, item: Item, spec: ModelSpec | None, match: ModelMa
         elif model.error:
             text += f"; not measured: {model.error}"
         return text
-    checks = [name for line in item.lines if line.when and line.when.text_missing
-              for name in line.when.text_missing.checks]
-    found = []
-    for name in dict.fromkeys(checks):
-        result = evaluate(rubric.text_checks[name], evidence)
-        description = rubric.text_checks[name].description or name
-        found.append(f"{description}: {'found' if result.found else 'missing'}")
-    return "; ".join(found)
+    return "; ".join(f"{finding.description}: {'found' if finding.result.found else 'missing'}"
+                     for finding in sheet_item.text_checks)
 
 
-def _fix(condition: Condition | None, reason: str, rubric: Rubric, spec: ModelSpec | None, match: ModelMatch | None,
-         evidence: Evidence) -> str:
+def _fix(condition: Condition | None, reason: str, sheet_item: ItemScore, spec: ModelSpec | None,
+         match: ModelMatch | None, evidence: Evidence) -> str:
     if condition is None:
         return reason
     if condition.model_missing is not None and spec is not None:
@@ -196,7 +186,7 @@ def _fix(condition: Condition | None, reason: str, rubric: Rubric, spec: ModelSp
     if condition.accuracy_below is not None and spec is not None:
         return hints.accuracy_hint(spec, match.model if match else None, evidence, reason)
     if condition.text_missing is not None:
-        return hints.text_hint(rubric, condition.text_missing.checks, evidence) or reason
+        return hints.text_hint(sheet_item.text_checks, condition.text_missing.checks) or reason
     return reason
 
 
@@ -207,8 +197,9 @@ def _advice(spec: ModelSpec | None, match: ModelMatch | None, evidence: Evidence
     model = match.model
     said = []
     if model.class_name != spec.class_name:
+        how = "its parameter count" if model.trainable_params == spec.trainable_params else "its kind of layers"
         said.append(f"name the class {spec.class_name} as the handout does (your {model.class_name} was found by "
-                    "its parameter count)")
+                    f"{how})")
     if not accuracy_scored and model.accuracy is None:
         said.append(hints.accuracy_hint(spec, model, evidence, ""))
     if not deducted:
@@ -216,20 +207,20 @@ def _advice(spec: ModelSpec | None, match: ModelMatch | None, evidence: Evidence
     return said
 
 
-def _item_check(item: Item, sheet_item: ItemScore, rubric: Rubric, evidence: Evidence, accuracy_scored: bool,
-                unscored: list[RubricLine]) -> ItemCheck:
-    key = item_model(item) or next((k for line in unscored if line.when for k in line.when.models()), None)
+def _item_check(item: Item, sheet_item: ItemScore, sheet: ScoreSheet, rubric: Rubric, evidence: Evidence,
+                accuracy_scored: bool, unscored: list[RubricLine]) -> ItemCheck:
+    key = sheet_item.model_key or next((k for line in unscored if line.when for k in line.when.models()), None)
     spec = rubric.models[key] if key else None
-    match = match_model(spec, evidence.models) if spec else None
+    match = sheet.matches.get(key) if key else None
     lines = {line.id: line for line in item.lines}
     applied: list[LineResult] = [r for r in sheet_item.lines if r.applied and r.points < 0]
     deductions = tuple(Deduction(r.id, r.text, r.points, r.reason) for r in applied)
-    fixes = tuple(_fix(lines[r.id].when, r.reason, rubric, spec, match, evidence) for r in applied)
+    fixes = tuple(_fix(lines[r.id].when, r.reason, sheet_item, spec, match, evidence) for r in applied)
     not_scored = tuple(f"not scored on '{evidence.profile}' data: {line.text} ({fmt(line.points)})"
                        for line in unscored)
     return ItemCheck(
         id=item.id, title=item.title, points=sheet_item.score or 0.0, max_points=sheet_item.max_points,
-        measured=_measured(rubric, item, spec, match, evidence, accuracy_scored), fixes=fixes, deductions=deductions,
+        measured=_measured(sheet_item, spec, match, accuracy_scored), fixes=fixes, deductions=deductions,
         advice=tuple(_advice(spec, match, evidence, accuracy_scored, bool(applied))), not_scored=not_scored,
     )
 
@@ -258,7 +249,7 @@ def check_result(rubric: Rubric, evidence: Evidence, *, rubric_name: str = "", f
         if item.grading == "manual":
             manual.append(ManualItem(item.id, item.title, item.points))
             continue
-        items.append(_item_check(item, sheet_item, public, evidence, accuracy_scored,
+        items.append(_item_check(item, sheet_item, sheet, public, evidence, accuracy_scored,
                                  [line for line in unscored.get(item.id, []) if not line.hidden]))
     hidden_items, hidden_lines = hidden_counts(rubric)
     return CheckResult(

@@ -8,18 +8,14 @@ directory that is removed afterwards; nothing is written beside the student's fi
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import traceback
 from pathlib import Path
 
-from grader.batch import failure_evidence
-from grader.collect import Settings, collect_evidence, training_plan
 from grader.data import DataSet
 from grader.evidence import Evidence
-from grader.execute.sandbox import Limits, Sandbox
-from grader.execute.workdir import install_runtime
-from grader.intake import GRADABLE, IntakeError, Submission, load_submission
+from grader.execute.limits import Limits
+from grader.execute.sandbox import Sandbox
+from grader.intake import GRADABLE, IntakeError, Refusal, Submission, load_submission
+from grader.pipeline import check_one
 from grader.rubric import Rubric
 
 
@@ -35,34 +31,27 @@ def load_one(path: Path) -> Submission:
             raise IntakeError(f"{path}: holds a Python virtual environment ({', '.join(venvs)}); check the folder "
                               "that holds your notebooks, or one notebook, instead")
     submission = load_submission(path)
+    if not submission.files and submission.refused:  # say what is wrong with which file, not "nothing found"
+        said = "; ".join([*submission.problems, *(_refused(refusal) for refusal in submission.refused)])
+        raise IntakeError(f"{path}: cannot be checked: {said}")
     if not submission.files:
         said = "; ".join(submission.problems) or "no notebook (.ipynb) or module (.py) found"
         raise IntakeError(f"{path}: nothing to check: {said}")
     return submission
 
 
+def _refused(refusal: Refusal) -> str:
+    """``broken.ipynb is not a notebook: not valid JSON at line 5, column 4 (...)``: the file, then its problem."""
+    reason = refusal.reason.removeprefix("refused: ")
+    return reason if reason.startswith(refusal.path) else f"{refusal.path}: {reason}"
+
+
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _remove(path: Path) -> None:
-    for item in path.rglob("*"):
-        if item.is_dir() and not item.is_symlink():
-            item.chmod(0o755)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def collect(submission: Submission, rubric: Rubric, *, dataset: DataSet, sandbox: Sandbox, limits: Limits,
-            threads: int, seed: int = 0) -> Evidence:
+            threads: int, seed: int = 0, cache_dir: Path | None = None) -> Evidence:
     """Run and measure the submission once, in a temporary work dir; never raises for the student's code."""
-    work_root = Path(tempfile.mkdtemp(prefix="grader-check-"))
-    try:
-        settings = Settings(dataset=dataset, work_root=work_root, runtime=install_runtime(work_root / "runtime"),
-                            sandbox=sandbox, limits=limits, plan=training_plan(rubric), threads=threads, seed=seed)
-        try:
-            return collect_evidence(submission, settings)
-        except Exception as error:  # a grader bug: say so in the result rather than a traceback
-            detail = traceback.format_exc(limit=6)
-            return failure_evidence(submission, settings, f"internal grader error: {error!r}\n{detail}")
-    finally:
-        _remove(work_root)
+    return check_one(submission, rubric, dataset=dataset, sandbox=sandbox, limits=limits, threads=threads, seed=seed,
+                     cache_dir=cache_dir)

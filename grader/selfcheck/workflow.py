@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from grader import __version__
-from grader.data import DEFAULT_PROFILE, FAST_PROFILE
+from grader.profiles import DEFAULT_PROFILE, FAST_PROFILE
 
 TORCH = "torch==2.14.1 torchvision==0.29.1"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
