@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export GRADER_CACHE_DIR ?= $(CURDIR)/.cache/grader
 
-.PHONY: setup system-deps data grade test lint clean
+.PHONY: setup system-deps data grade test test-fast lint clean
 
 # bubblewrap: the sandbox; chromium + poppler-utils: the tests that look at reports as a person would;
 # chromium-driver: the tests that drive `grader serve` in Chromium (Selenium)
@@ -40,6 +40,10 @@ grade: data
 
 test: setup
 	$(BIN)/python -m pytest
+
+# no notebook runs: the unit tests, in parallel (under a minute on 2 cores); `make test` is what CI runs
+test-fast: setup
+	$(BIN)/python -m pytest -m 'not slow' -n 2 -q
 
 lint: setup
 	$(BIN)/ruff check grader tests bench

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.evidence import Evidence
+from grader.findings import match_model
 from grader.fsutil import atomic_write_text
 from grader.rubric import Rubric, RubricError, load_rubric
-from grader.findings import match_model
 
 
 class CalibrationError(RuntimeError):

@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 
 from grader import __version__
+from grader.channel import MAX_WEIGHTS_BYTES, Harvest, ResultError, read_json, read_untrusted, result_path
 from grader.claims import check_claims, parse_claims
 from grader.data import DataSet
 from grader.definitions import extract
@@ -48,7 +49,6 @@ from grader.intake import Submission, SubmissionFile
 from grader.measure import HarvestedFile, measure_models
 from grader.notebook_io import read_notebook
 from grader.outdir import MAX_ID_CHARS
-from grader.results import MAX_WEIGHTS_BYTES, Harvest, ResultError, read_json, read_untrusted, result_path
 from grader.rubric import Rubric
 
 MAX_KEPT_WEIGHTS_BYTES = 64 << 20  # trained weights kept beside a student's report, in all

@@ -22,17 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.data import SPLITS, DataSet
-from grader.definitions import Definitions
-from grader.evidence import Accuracy, LayerRow, LookupCheck, ModelEvidence
-from grader.execute.limits import Limits, Mount
-from grader.execute.process import run_process
-from grader.execute.sandbox import Sandbox, base_env
-from grader.execute.workdir import WorkDir, make_workdir
-from grader.fsutil import atomic_write_bytes
-from grader.idx import encode_images, read_images
-from grader.perturb import COLLAPSE, TRAIN_SUBSET, noisy_copy, seed_for
-from grader.results import (
+from grader.channel import (
     MAX_WEIGHTS_BYTES,
     CleanroomResults,
     Harvest,
@@ -46,6 +36,16 @@ from grader.results import (
     result_path,
     tensor_shapes,
 )
+from grader.data import SPLITS, DataSet
+from grader.definitions import Definitions
+from grader.evidence import Accuracy, LayerRow, LookupCheck, ModelEvidence
+from grader.execute.limits import Limits, Mount
+from grader.execute.process import run_process
+from grader.execute.sandbox import Sandbox, base_env
+from grader.execute.workdir import WorkDir, make_workdir
+from grader.fsutil import atomic_write_bytes
+from grader.idx import encode_images, read_images
+from grader.perturb import COLLAPSE, TRAIN_SUBSET, noisy_copy, seed_for
 
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")  # normalisation layers' buffers
 MAX_STATISTICS_PER_LAYER = 4096  # channels of one normalisation layer

@@ -52,12 +52,24 @@ def publish_student(out: OutDir | Path, rubric: Rubric, rubric_name: str, eviden
     return Published(evidence, sheet, folder.report_html, folder.report_pdf)
 
 
-def publish_class(out: OutDir | Path, rubric: Rubric, marks: Marks | None, *, rubric_name: str = "") -> Path:
-    """The gradebook and the instructor summary of every student in ``out``, not only the last batch's."""
+def publish_class(out: OutDir | Path, rubric: Rubric, marks: Marks | None, *, rubric_name: str = "",
+                  published: list[Published] | None = None) -> Path:
+    """The gradebook and the instructor summary of every student in ``out``, not only the last batch's.
+
+    The students in ``published`` (this run's) keep the sheets they were scored with; only the others
+    (graded by an earlier run into the same folder) are scored here.
+    """
     out = _out(out)
+    scored = {item.evidence.student: item for item in published or []}
     graded = []
     for _, evidence, _ in stored_evidence(out):
-        if evidence is not None and evidence.profile in rubric.data_profiles:
+        if evidence is None or evidence.profile not in rubric.data_profiles:
+            continue
+        known = scored.get(evidence.student)
+        if known is not None and (known.evidence.submission_sha256, known.evidence.started_at) == (
+                evidence.submission_sha256, evidence.started_at):
+            graded.append((known.evidence, known.sheet))
+        else:
             graded.append((evidence, score(rubric, evidence, marks.for_student(evidence.student) if marks else None)))
     write_gradebook(out.gradebook, gradebook_frame(rubric, graded))
     atomic_write_text(out.summary, render_summary(rubric, graded, rubric_name=rubric_name))

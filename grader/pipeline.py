@@ -115,7 +115,7 @@ def grade_class(paths: list[Path], rubric: Rubric, *, rubric_name: str, marks: M
     try:
         run_batch(submissions, settings, out, workers=workers, force=options.force, on_done=done)
     finally:
-        publish_class(out, rubric, marks, rubric_name=rubric_name)
+        publish_class(out, rubric, marks, rubric_name=rubric_name, published=result.published)
         if scratch != out.scratch:  # a sandbox's own scratch space (the uid sandbox's, under /tmp)
             remove_tree(scratch)
     return result

@@ -82,6 +82,6 @@ def test_rubric_check_lists_items() -> None:
 def test_messages_on_a_piped_stderr_are_not_wrapped() -> None:
     """A CI log or `grep` sees one message per line, however long the paths in it (CI's checkout is deep)."""
     message = "checking " + "/very/deep/checkout" * 10 + " with a rubric"
-    done = subprocess.run([sys.executable, "-c", f"from grader.cli import err; err.print({message!r})"],
+    done = subprocess.run([sys.executable, "-c", f"from grader.commands.common import err; err.print({message!r})"],
                           capture_output=True, text=True, check=True)
     assert done.stderr == message + "\n"

@@ -551,7 +551,7 @@ def run_module(tmp: Path, public: Path, mode: str) -> subprocess.Popen[str]:
 def harvested(out: Path) -> tuple[dict[str, Any], Any]:
     from safetensors.torch import load_file
 
-    from grader.results import Harvest, read_json
+    from grader.channel import Harvest, read_json
 
     harvest = read_json(out / "harvest.json", Harvest, "harvest.json")
     assert len(harvest.models) == 1, harvest

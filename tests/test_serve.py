@@ -19,9 +19,9 @@ from grader.marks import Mark
 from grader.marksdb import MarksDB
 from grader.serve.answers import highlight, mathml, render_markdown
 from grader.serve.app import create_app
-from grader.serve.groups import group_answers, possible_copies
 from grader.serve.security import APP_CSP, REPORT_CSP, Keys
 from grader.serve.state import Grading, ServeError
+from grader.similarity import group_answers, possible_copies
 
 CLASS = ROOT / "tests" / "data" / "class"
 HOST = "http://127.0.0.1:8765"

@@ -1,1 +1,1 @@
-"""CLI commands, one module per group of commands; each registers itself on ``grader.cli.cli``."""
+"""CLI commands, one module per group of commands; ``grader.cli`` lists them; shared pieces in ``common``."""

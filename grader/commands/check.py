@@ -12,12 +12,11 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 
-from grader.cli import (
+from grader.commands.common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_USAGE,
     cache_option,
-    cli,
     err,
     fail,
     load_inputs,
@@ -75,7 +74,7 @@ def _write_summary(result: CheckResult, summary_path: Path | None) -> None:
             handle.write(markdown)
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
 @click.option("--rubric", "rubric_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Rubric YAML [default: the only *.yaml in ./rubric/].")
@@ -160,7 +159,7 @@ def check(ctx: click.Context, path: Path, rubric_path: Path | None, fast: bool, 
     sys.exit(code)
 
 
-@cli.command("ci-template")
+@click.command("ci-template")
 @click.option("-o", "--output", "output", default=DEFAULT_OUTPUT, show_default=True,
               help="Where to write the workflow ('-' for stdout).")
 @click.option("--rubric", "rubric", default=None,

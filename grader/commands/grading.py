@@ -10,12 +10,12 @@ from rich.table import Table
 
 from grader.batch import Outcome
 from grader.calibrate import CalibrationError, propose, write_thresholds
-from grader.cli import (
+from grader.collect import Settings
+from grader.commands.common import (
     EXIT_INCOMPLETE,
     EXIT_INPUT,
     EXIT_OK,
     cache_option,
-    cli,
     err,
     fail,
     load_inputs,
@@ -28,7 +28,6 @@ from grader.cli import (
     progress_bar,
     rubric_option,
 )
-from grader.collect import Settings
 from grader.commands.reports import pdf_option, pdf_printer
 from grader.data import provision
 from grader.execute.limits import GiB, Limits, MiB
@@ -65,7 +64,7 @@ def _summary(published: list[Published], outcomes: dict[str, Outcome], out_dir: 
 
 
 
-@cli.command()
+@click.command()
 @click.option("--profile", "profiles", multiple=True, default=[DEFAULT_PROFILE], show_default=True,
               type=click.Choice([*PROFILES, "all"]), help="Profile(s) to provision; repeat or use 'all'.")
 @mnist_dir_option
@@ -91,7 +90,7 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
                   f"held-out images\n  source: {dataset.manifest['source']}")
 
 
-@cli.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @rubric_option
 @out_option
@@ -178,7 +177,7 @@ def _grade(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | 
                                options=options, printer=printer, on_start=on_start, on_student=on_student)
 
 
-@cli.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @rubric_option
 @profile_option
@@ -234,7 +233,7 @@ def calibrate(paths: tuple[Path, ...], rubric_path: Path, profile: str, margin: 
         out.print("pass --write to put them into the rubric")
 
 
-@cli.command()
+@click.command()
 @rubric_option
 @out_option
 @marks_option
@@ -269,19 +268,14 @@ def rescore(rubric_path: Path, out_dir: Path, marks_path: Path | None, pdf: bool
                 continue
             if published[-1].pdf_error:
                 err.print(f"[yellow]{published[-1].pdf_error}[/]")
-    publish_class(out, rubric, marks, rubric_name=str(rubric_path))
+    publish_class(out, rubric, marks, rubric_name=str(rubric_path), published=published)
     code = _summary(published, {}, out_dir)
     if any(evidence is None for _, evidence, _ in stored):
         code = code or EXIT_INCOMPLETE
     sys.exit(code)
 
 
-@cli.group()
-def rubric() -> None:
-    """Inspect rubric files."""
-
-
-@rubric.command("check")
+@click.command("check")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def rubric_check(path: Path) -> None:
     """Validate a rubric and print its items.

@@ -9,7 +9,7 @@ from typing import cast
 
 import click
 
-from grader.cli import EXIT_INPUT, cli, err, fail, load_inputs, out, rubric_option
+from grader.commands.common import EXIT_INPUT, err, fail, load_inputs, out, rubric_option
 from grader.fsutil import atomic_write_text
 from grader.marks_template import TemplateFormat, render_template
 from grader.outputs import stored_evidence
@@ -34,17 +34,7 @@ def pdf_printer(pdf: bool) -> Iterator[Printer | None]:
         yield printer
 
 
-@cli.group()
-def marks() -> None:
-    """TA marks for the written answers (manual rubric items).
-
-    \b
-    Example:
-      grader marks template --rubric rubric/hw4.yaml --out reports/ -o marks.yaml
-    """
-
-
-@marks.command("template")
+@click.command("template")
 @rubric_option
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="The graded class: the --out folder of 'grader grade' (students from */evidence.json).")

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import click
 
-from grader.cli import EXIT_ENVIRONMENT, EXIT_INPUT, cli, err, fail, load_inputs, mapped_errors, out, rubric_option
-from grader.commands.grading import rubric
-from grader.commands.reports import marks
+from grader.commands.common import (
+    EXIT_ENVIRONMENT,
+    EXIT_INPUT,
+    err,
+    fail,
+    load_inputs,
+    mapped_errors,
+    out,
+    rubric_option,
+)
 from grader.fsutil import atomic_write_text
 from grader.marks import load_marks
 from grader.marks_export import marks_csv, marks_yaml
@@ -49,7 +56,7 @@ def _write(text: str, output: Path | None, force: bool, what: str) -> None:
     out.print(f"wrote {output}: {what}", soft_wrap=True)
 
 
-@cli.command()
+@click.command()
 @out_dir_argument
 @rubric_option
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -107,7 +114,7 @@ def serve(out_dir: Path, rubric_path: Path, host: str, port: int, db_path: Path 
         db.close()
 
 
-@marks.command("export")
+@click.command("export")
 @graded_option
 @db_option
 @click.option("--rubric", "rubric_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
@@ -141,7 +148,7 @@ def marks_export(out_dir: Path, db_path: Path | None, rubric_path: Path | None, 
     _write(text, output, force, f"{count} mark(s) of {len(current.by_student)} student(s)")
 
 
-@marks.command("import")
+@click.command("import")
 @click.argument("marks_file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @graded_option
 @rubric_option
@@ -164,7 +171,7 @@ def marks_import(marks_file: Path, out_dir: Path, rubric_path: Path, db_path: Pa
     out.print(f"imported {marks_file} into {db.path}: {changed} mark(s) changed, {unchanged} unchanged", soft_wrap=True)
 
 
-@rubric.command("export")
+@click.command("export")
 @rubric_option
 @graded_option
 @db_option

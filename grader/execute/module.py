@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grader.channel import ResultError, RunnerStatus, read_json, result_path
 from grader.evidence import Cell, CellError, FileStatus
 from grader.execute.limits import GiB, Limits, Mount
 from grader.execute.notebook import RunResult
 from grader.execute.process import run_process
 from grader.execute.sandbox import Sandbox, base_env
 from grader.execute.workdir import WorkDir
-from grader.results import ResultError, RunnerStatus, read_json, result_path
 
 STEP_MARKER = "[grader] training "
 

@@ -25,13 +25,13 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
+from grader.channel import ResultError, read_tail
 from grader.evidence import Cell, CellError, CellStatus, FileStatus
 from grader.execute.kernel import kernel_launch, kernel_manager
 from grader.execute.limits import GiB, Limits, MiB, Mount
 from grader.execute.magics import neutralise
 from grader.execute.sandbox import Sandbox
 from grader.execute.workdir import WorkDir
-from grader.results import ResultError, read_tail
 
 HARVEST_TAG = "grader-harvest"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -4,7 +4,7 @@ A ``WorkDir`` owns every path of one run (a notebook, a module, or a clean room)
 
     <base>/                 the grader's; created fresh under the output folder's scratch space
         work/               the student process's cwd: a copy of the submission (writable inside)
-            .grader/out/    what the student process hands back (untrusted: read via grader.results)
+            .grader/out/    what the student process hands back (untrusted: read via grader.channel)
             .grader/...     the student process's own HOME state (matplotlib, IPython, caches)
         job/                instructions for the runtime scripts (read-only inside the sandbox)
         grader/             the grader's own files (kernel log, kernelspec): never visible inside

@@ -20,7 +20,7 @@ from grader.render.html import environment
 from grader.render.svg import PALETTE, figure_svg, new_figure
 from grader.rubric import Rubric
 from grader.score import ScoreSheet
-from grader.serve.groups import COPY_MIN_WORDS, COPY_THRESHOLD, possible_copies
+from grader.similarity import COPY_MIN_WORDS, COPY_THRESHOLD, possible_copies
 
 SPLITS = ("train", "test")
 

@@ -29,7 +29,6 @@ from grader.render.html import environment, score_text
 from grader.rubric_edits import RubricEditError
 from grader.score import ItemScore
 from grader.serve.answers import highlight, render_markdown
-from grader.serve.groups import GROUP_THRESHOLD
 from grader.serve.security import (
     NAME_COOKIE,
     REPORT_CSP,
@@ -43,6 +42,7 @@ from grader.serve.security import (
     session_of,
 )
 from grader.serve.state import Grading
+from grader.similarity import GROUP_THRESHOLD
 
 STATIC = Path(__file__).resolve().parent.parent / "render" / "static"
 STATIC_FILES = {"serve.js": "text/javascript", "serve.css": "text/css"}

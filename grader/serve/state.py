@@ -23,7 +23,7 @@ from grader.render.pdf import Printer, find_browser
 from grader.rubric import Item, load_rubric
 from grader.rubric_edits import EditAction, RubricEdit, apply_edits, new_line_id
 from grader.score import ScoreSheet, score
-from grader.serve.groups import GROUP_THRESHOLD, answer_text, group_answers
+from grader.similarity import GROUP_THRESHOLD, answer_text, group_answers
 
 
 class ServeError(ValueError):

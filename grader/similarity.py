@@ -3,7 +3,7 @@
 Two answers are alike when their normalised text is the same (case, punctuation, markdown and
 spacing ignored) or when the cosine similarity of their TF-IDF vectors (scikit-learn; words and
 word pairs) reaches a threshold. Groups are the connected components of "alike" (single link).
-Deterministic for given answers. No web framework here: ``grader.render.summary`` uses it too.
+Deterministic for given answers. Used by the grading view (``grader.serve``) and the instructor summary.
 """
 
 from __future__ import annotations
