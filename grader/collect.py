@@ -38,6 +38,7 @@ from grader.evidence import (
     ModelEvidence,
 )
 from grader.execute.cgroups import Cgroup
+from grader.execute.gpu import GpuSlot
 from grader.execute.limits import Limits, Mount
 from grader.execute.magics import as_python
 from grader.execute.module import run_module
@@ -68,6 +69,7 @@ class Settings:
     claim_tolerance: float = 0.03
     secret: bytes = b""  # seeds the clean room's invisible noise (grader.perturb); never enters a sandbox
     data_path: str = "fast"  # how torchvision's MNIST serves the student's process (inside/fastdata.py)
+    gpu: GpuSlot | None = None  # this student's share of a GPU (batch.py hands them out); None: the CPU
 
 
 def training_plan(rubric: Rubric) -> list[dict[str, Any]]:
@@ -84,15 +86,17 @@ def plan_sha256(plan: list[dict[str, Any]]) -> str:
 
 
 @functools.cache
-def environment(sandbox: str, threads: int) -> Environment:
+def environment(sandbox: str, threads: int, gpu: GpuSlot | None = None) -> Environment:
+    """What ran the student's code: versions, and the GPU share (from nvidia-smi, not from the student)."""
     import torch  # the grading environment's torch; not student code
 
-    cuda = torch.version.cuda if torch.cuda.is_available() else None
-    device = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"
+    cuda = torch.version.cuda if gpu is not None else None
     return Environment(
         python=platform.python_version(), torch=importlib.metadata.version("torch"),
         torchvision=importlib.metadata.version("torchvision"), platform=platform.platform(terse=True),
-        device=device, cuda=cuda, threads=threads, sandbox=sandbox,
+        device=f"cuda:{gpu.gpu.index} ({gpu.gpu.name})" if gpu else "cpu", cuda=cuda, threads=threads,
+        sandbox=sandbox, gpu_driver=gpu.gpu.driver if gpu else None,
+        gpu_memory_cap_gib=round(gpu.memory_cap_bytes / (1 << 30), 2) if gpu else None,
     )
 
 
@@ -128,11 +132,12 @@ def _run_file(number: int, file: SubmissionFile, submission: Submission, setting
     if notebook is not None:
         result: RunResult = run_notebook(notebook, work, runtime=settings.runtime, sandbox=settings.sandbox,
                                          mounts=mounts, limits=settings.limits, threads=settings.threads,
-                                         data_path=settings.data_path)
+                                         data_path=settings.data_path, gpu=settings.gpu)
     else:
         result = run_module(file.relative, file.path.read_text(encoding="utf-8"), work, runtime=settings.runtime,
                             sandbox=settings.sandbox, mounts=mounts, limits=settings.limits,
-                            threads=settings.threads, plan=settings.plan, data_path=settings.data_path)
+                            threads=settings.threads, plan=settings.plan, data_path=settings.data_path,
+                            gpu=settings.gpu)
     message = result.message
     harvest = None
     try:
@@ -189,7 +194,7 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     return Evidence(
         grader_version=__version__, student=submission.student, submission_sha256=submission.sha256,
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
-        environment=environment(settings.sandbox.name, settings.threads),
+        environment=environment(settings.sandbox.name, settings.threads, settings.gpu),
         status="ok" if submission.files else "error", problems=problems, files=files, models=models,
         seed=settings.seed, limits=settings.limits.describe(memory_cap()),
         started_at=started.isoformat(timespec="seconds"),

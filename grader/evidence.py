@@ -16,7 +16,7 @@ from grader.fsutil import atomic_write_text
 
 EVIDENCE_SCHEMA = 1
 CellStatus = Literal["ok", "error", "timeout", "not_run"]
-FileStatus = Literal["completed", "timeout", "memory", "processes", "crashed", "invalid", "error"]
+FileStatus = Literal["completed", "timeout", "memory", "gpu-memory", "processes", "crashed", "invalid", "error"]
 
 
 class Record(BaseModel):
@@ -164,6 +164,8 @@ class Environment(Record):
     cuda: str | None
     threads: int
     sandbox: str
+    gpu_driver: str | None = None  # absent from older evidence and on the CPU
+    gpu_memory_cap_gib: float | None = None  # this student's share of the GPU
 
 
 class Evidence(Record):

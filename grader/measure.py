@@ -39,6 +39,7 @@ from grader.channel import (
 from grader.data import SPLITS, DataSet
 from grader.definitions import Definitions
 from grader.evidence import Accuracy, LayerRow, LookupCheck, ModelEvidence
+from grader.execute.gpu import gpu_env
 from grader.execute.limits import Limits, Mount
 from grader.execute.process import run_process
 from grader.execute.sandbox import Sandbox, base_env
@@ -305,7 +306,7 @@ def measure_models(files: list[HarvestedFile], *, submission_files: tuple[Path, 
     mounts = [*room.job_mounts(), eval_mount, Mount(runtime, runtime)]
     sandbox.prepare(mounts)
     env = base_env(room.root, threads=1)
-    env["CUDA_VISIBLE_DEVICES"] = ""  # measured on the CPU: deterministic, same on every machine
+    env.update(gpu_env(None))  # measured on the CPU: deterministic, same on every machine
     launch = sandbox.wrap([sys.executable, str(runtime / "cleanroom.py"), str(job_path)], cwd=room.root,
                           mounts=mounts, env=env, limits=limits)
     process = run_process(launch, cwd=room.root, timeout_s=limits.measure_timeout_s,

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from grader.execute.cgroups import Cgroup
+from grader.execute.gpu import device_nodes
 from grader.execute.limits import Limits, Mount
 from grader.execute.sandbox import Launch, Sandbox, prlimit_prefix
 from grader.execute.uid import drop_privileges, fresh_uid, hand_over
@@ -27,8 +28,6 @@ SYSTEM_RO = ("/usr", "/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/et
              "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
              "/etc/mime.types", "/etc/matplotlibrc")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32")
-GPU_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl",
-               "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 
 
 @cache
@@ -87,7 +86,7 @@ class Bubblewrap(Sandbox):
                 mount.target.unlink()
             mount.target.mkdir(parents=True, exist_ok=True)  # an empty mount point
 
-    def _filesystem(self, mounts: Iterable[Mount], limits: Limits) -> list[str]:
+    def _filesystem(self, mounts: Iterable[Mount], limits: Limits, env: dict[str, str]) -> list[str]:
         # the private /tmp first: the environment or a work dir may live under /tmp and is bound on top
         args = ["--perms", "0755", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp",
@@ -114,8 +113,8 @@ class Bubblewrap(Sandbox):
             args += [*directories_for(root), "--ro-bind", str(root), str(root)]
         for hidden in masked_paths():  # an empty directory over it
             args += ["--perms", "0755", "--tmpfs", str(hidden)]
-        if self.gpu:
-            for device in GPU_DEVICES:
+        if self.gpu:  # the process's own GPU (CUDA_VISIBLE_DEVICES) and the control nodes, nothing else
+            for device in device_nodes(env):
                 args += ["--dev-bind-try", device, device]
         # writable mounts first, so read-only ones inside them (data/ in the work dir) stay on top
         for mount in sorted(mounts, key=lambda m: (not m.writable, len(m.target.parts))):
@@ -143,7 +142,7 @@ class Bubblewrap(Sandbox):
             "--die-with-parent", "--new-session", "--hostname", "grader-sandbox", "--clearenv",
             # TMPDIR: the private /tmp; a short path (multiprocessing's Unix sockets live there)
             *[arg for key, value in {**env, "TMPDIR": "/tmp"}.items() for arg in ("--setenv", key, value)],
-            *self._filesystem(everything, limits), "--chdir", str(cwd), "--",
+            *self._filesystem(everything, limits, env), "--chdir", str(cwd), "--",
         ]
         cgroup = Cgroup.create(limits)
         prefix = cgroup.enter_command() if cgroup else []

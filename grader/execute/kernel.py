@@ -12,6 +12,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from grader.execute.gpu import GpuSlot, gpu_env
 from grader.execute.limits import Limits, Mount
 from grader.execute.sandbox import Launch, Sandbox, base_env
 from grader.execute.workdir import WorkDir
@@ -20,7 +21,7 @@ KERNEL_NAME = "grader-python"
 
 
 def kernel_launch(work: WorkDir, runtime: Path, sandbox: Sandbox, mounts: list[Mount], limits: Limits,
-                  threads: int, data_path: str = "fast") -> Launch:
+                  threads: int, data_path: str = "fast", gpu: GpuSlot | None = None) -> Launch:
     """Argv and env for the kernel; the IPython startup file neutralises google.colab."""
     ipython = work.state / "ipython"  # the kernel's own profile: the student's state, not the grader's
     startup = ipython / "profile_default" / "startup"
@@ -30,6 +31,7 @@ def kernel_launch(work: WorkDir, runtime: Path, sandbox: Sandbox, mounts: list[M
     env["IPYTHONDIR"] = str(ipython)
     env["GRADER_DATA_PATH"] = data_path  # fast: MNIST served from decoded tensors, bit-identical (fastdata.py)
     env["GRADER_RUNTIME_DIR"] = str(runtime)
+    env.update(gpu_env(gpu))  # exactly one GPU share, or none
     argv = [
         sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
         "--HistoryManager.enabled=False", "--IPKernelApp.matplotlib=inline",

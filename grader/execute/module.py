@@ -9,6 +9,7 @@ from typing import Any
 
 from grader.channel import ResultError, RunnerStatus, read_json, result_path
 from grader.evidence import Cell, CellError, FileStatus
+from grader.execute.gpu import GpuSlot, gpu_env, is_gpu_memory_error
 from grader.execute.limits import GiB, Limits, Mount
 from grader.execute.notebook import RunResult
 from grader.execute.process import run_process
@@ -32,7 +33,7 @@ def _last_line(text: str | None) -> str:
 
 def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sandbox: Sandbox,
                mounts: list[Mount], limits: Limits, threads: int, plan: list[dict[str, Any]],
-               data_path: str = "fast") -> RunResult:
+               data_path: str = "fast", gpu: GpuSlot | None = None) -> RunResult:
     job = {
         "module": str(work.root / relative), "models": plan, "out_dir": str(work.out),
         "threads": threads, "use_cuda": True,
@@ -41,7 +42,7 @@ def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sand
     job_path.write_text(json.dumps(job))
     mounts = [*mounts, *work.job_mounts()]
     sandbox.prepare(mounts)
-    env = {**base_env(work.root, threads), "GRADER_DATA_PATH": data_path}
+    env = {**base_env(work.root, threads), "GRADER_DATA_PATH": data_path, **gpu_env(gpu)}
     launch = sandbox.wrap([sys.executable, str(runtime / "module_runner.py"), str(job_path)], cwd=work.root,
                           mounts=mounts, env=env, limits=limits)
     result = run_process(launch, cwd=work.root, timeout_s=limits.total_timeout_s,
@@ -83,5 +84,10 @@ def run_module(relative: str, source: str, work: WorkDir, *, runtime: Path, sand
                                                  traceback=step.error or ""),
             output_text=chunks[number] if number < len(chunks) else "",
         ))
+    gpu_memory = [c.index for c in cells if c.error and is_gpu_memory_error(c.error.traceback or c.error.evalue)]
+    if status == "completed" and gpu_memory:
+        share = f"its share of {gpu.describe()}" if gpu else "the GPU's memory"
+        where = ", ".join(map(str, gpu_memory))
+        status, message = "gpu-memory", f"training step(s) {where} ran out of GPU memory ({share})"
     harvested = (work.out / "harvest.json").is_file()
     return RunResult(status=status, message=message, cells=cells, duration_s=result.duration_s, harvested=harvested)

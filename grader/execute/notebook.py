@@ -27,6 +27,7 @@ from nbformat import NotebookNode
 
 from grader.channel import ResultError, read_tail
 from grader.evidence import Cell, CellError, CellStatus, FileStatus
+from grader.execute.gpu import GpuSlot, is_gpu_memory_error
 from grader.execute.kernel import kernel_launch, kernel_manager
 from grader.execute.limits import GiB, Limits, MiB, Mount
 from grader.execute.magics import neutralise
@@ -256,7 +257,7 @@ async def _run(client: GradingClient, manager: Any, env: dict[str, str], limits:
 
 
 def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbox: Sandbox, mounts: list[Mount],
-                 limits: Limits, threads: int, data_path: str = "fast") -> RunResult:
+                 limits: Limits, threads: int, data_path: str = "fast", gpu: GpuSlot | None = None) -> RunResult:
     original = nbformat.from_dict(notebook)
     harvest_code = (runtime / "harvest.py").read_text() + \
         f"\n__grader_harvest({str(work.out)!r})\ndel __grader_harvest\n"
@@ -265,7 +266,7 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
     if ipc_dir is not None:
         mounts = [*mounts, Mount(ipc_dir, ipc_dir, writable=True)]
     sandbox.prepare(mounts)
-    launch = kernel_launch(work, runtime, sandbox, mounts, limits, threads, data_path)
+    launch = kernel_launch(work, runtime, sandbox, mounts, limits, threads, data_path, gpu)
     manager = kernel_manager(work, launch, ipc_dir=ipc_dir)
     manager.context = zmq.asyncio.Context()
     manager.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # every socket of the client: bounded messages
@@ -316,17 +317,22 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
         tracker.timed_out.add(crashed_at)
     harvested = (work.out / "harvest.json").is_file()
     cells = cell_records(nb, original, tracker, skipped, crashed_at if status == "crashed" else None)
-    status, message = verdict(status, message, cells, tracker, limit_hit, harvested, limits)
+    status, message = verdict(status, message, cells, tracker, limit_hit, harvested, limits, gpu)
     if status in ("crashed", "error"):
         message += kernel_log_tail(log)
     return RunResult(status=status, message=message, cells=cells, duration_s=round(time.monotonic() - started, 3),
                      harvested=harvested)
 
 
+def _is_gpu_memory_error(error: CellError) -> bool:
+    return is_gpu_memory_error(f"{error.ename}: {error.evalue}")
+
+
 def _is_memory_error(error: CellError) -> bool:
     text = f"{error.ename}: {error.evalue}"
-    return error.ename in ("MemoryError", "OutOfMemoryError") or "can't allocate memory" in text \
-        or "not enough memory" in text
+    return not _is_gpu_memory_error(error) and (
+        error.ename in ("MemoryError", "OutOfMemoryError") or "can't allocate memory" in text
+        or "not enough memory" in text)
 
 
 def _is_process_limit(error: CellError) -> bool:
@@ -336,13 +342,14 @@ def _is_process_limit(error: CellError) -> bool:
 
 
 def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Tracker, limit_hit: str | None,
-            harvested: bool, limits: Limits) -> tuple[FileStatus, str]:
+            harvested: bool, limits: Limits, gpu: GpuSlot | None = None) -> tuple[FileStatus, str]:
     """How the run ended, in one status and one sentence for the report."""
     def listed(indexes: list[int] | set[int]) -> str:
         return ", ".join(map(str, sorted(indexes)))
 
     memory = [c.index for c in cells if c.error and _is_memory_error(c.error)]
     processes = [c.index for c in cells if c.error and _is_process_limit(c.error)]
+    gpu_memory = [c.index for c in cells if c.error and _is_gpu_memory_error(c.error)]
     if limit_hit == "memory":
         return "memory", (f"the notebook used more than its memory limit ({limits.memory_bytes / GiB:.0f} GiB) "
                           "and its kernel was killed")
@@ -368,6 +375,9 @@ def verdict(status: FileStatus, message: str, cells: list[Cell], tracker: _Track
     if memory:
         return "memory", (f"cell(s) {listed(memory)} ran out of memory (limit {limits.memory_bytes / GiB:.0f} GiB "
                           "per process); later cells still ran")
+    if gpu_memory:
+        share = f"its share of {gpu.describe()}" if gpu else "the GPU's memory"
+        return "gpu-memory", f"cell(s) {listed(gpu_memory)} ran out of GPU memory ({share}); later cells still ran"
     if processes or limit_hit == "processes":
         where = f" in cell(s) {listed(processes)}" if processes else ""
         return "processes", f"the notebook reached its limit of {limits.max_processes} processes{where}"

@@ -23,7 +23,7 @@ from grader.execute.limits import Mount
 from grader.execute.sandbox import remove_tree
 
 INSIDE = Path(__file__).resolve().parent.parent / "inside"
-RUNTIME_FILES = ("harvest.py", "module_runner.py", "cleanroom.py", "startup.py", "fastdata.py")
+RUNTIME_FILES = ("harvest.py", "module_runner.py", "cleanroom.py", "startup.py", "fastdata.py", "gpucap.py")
 STUDENT_STATE = ".grader"  # the student process's own state in its work dir; intake ignores such folders
 
 

@@ -36,6 +36,17 @@ def install_fast_data():
         log(f"the fast data path could not be installed: {traceback.format_exc(limit=3)}")
 
 
+def install_gpu_cap():
+    """This process's GPU memory cap (gpucap.py, beside this file), applied when CUDA initialises."""
+    spec = importlib.util.spec_from_file_location("_grader_gpucap", os.path.join(HERE, "gpucap.py"))
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        module.install()
+    except Exception:
+        log(f"the GPU memory cap could not be installed: {traceback.format_exc(limit=3)}")
+
+
 def load_module(path):
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location("__student__", path)
@@ -284,6 +295,8 @@ def main():
     started = time.time()
     if os.environ.get("GRADER_DATA_PATH") == "fast":
         install_fast_data()
+    if os.environ.get("GRADER_GPU_MEMORY_FRACTION"):
+        install_gpu_cap()
     try:
         import torch
         from torchvision import datasets, transforms

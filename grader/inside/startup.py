@@ -6,6 +6,8 @@ no-op that says so, instead of an ImportError that would stop the rest of the ce
 With ``GRADER_DATA_PATH=fast`` it also installs the fast MNIST data path: ``fastdata.py`` from the
 runtime directory named by ``GRADER_RUNTIME_DIR``, loaded as the module ``_grader_fastdata`` (where
 harvest.py reads its report). It patches torchvision only when the notebook imports it.
+
+With a share of a GPU (``GRADER_GPU_MEMORY_FRACTION``) it installs that share's memory cap (``gpucap.py``).
 """
 
 import importlib
@@ -75,3 +77,24 @@ def _grader_fast_data():
 
 _grader_fast_data()
 del _grader_fast_data
+
+
+def _grader_gpu_cap():
+    """With a GPU share (GRADER_GPU_MEMORY_FRACTION), the memory cap of gpucap.py beside fastdata.py."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.environ.get("GRADER_RUNTIME_DIR", ""), "gpucap.py")
+    if not os.environ.get("GRADER_GPU_MEMORY_FRACTION") or not os.path.isfile(path):
+        return
+    spec = importlib.util.spec_from_file_location("_grader_gpucap", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        module.install()
+    except Exception as error:
+        print(f"[grader] the GPU memory cap could not be installed: {error!r}")
+
+
+_grader_gpu_cap()
+del _grader_gpu_cap
