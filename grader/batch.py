@@ -18,7 +18,8 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ from grader import __version__
 from grader.collect import Settings, collect_evidence, environment, plan_sha256, refused_files
 from grader.evidence import Evidence, read_evidence, write_evidence
 from grader.execute.cgroups import Cgroup
+from grader.execute.gpu import GpuSlot
 from grader.execute.sandbox import remove_tree
 from grader.intake import Submission
 from grader.outdir import OutDir
@@ -77,7 +79,7 @@ def failure_evidence(submission: Submission, settings: Settings, message: str) -
     return Evidence(
         grader_version=__version__, student=submission.student, submission_sha256=submission.sha256,
         plan_sha256=plan_sha256(settings.plan), data=settings.dataset.summary(),
-        environment=environment(settings.sandbox.name, settings.threads), status="error",
+        environment=environment(settings.sandbox.name, settings.threads, settings.gpu), status="error",
         problems=[*submission.problems, message], files=refused_files(submission), started_at=now,
         duration_s=0.0, seed=settings.seed,
     )
@@ -136,8 +138,55 @@ def _read_outcome(submission: Submission, settings: Settings, out: OutDir, statu
         return Outcome(submission.student, "failed", evidence, "unreadable evidence")
 
 
+def _run_pool(pending: list[Submission], free: list[GpuSlot | None], settings: Settings, out: OutDir,
+              attempts: dict[str, int], context: BaseContext, finish: Callable[[Outcome], None]) -> list[Submission]:
+    """One pool, one student per free slot at a time; returns the students to retry after a worker died.
+
+    ``pending`` keeps the students never started when the pool broke.
+    """
+    suspects: list[Submission] = []
+    broken = False
+    with ProcessPoolExecutor(max_workers=len(free), mp_context=context, initializer=_die_with_the_grader) as pool:
+        running: dict[Future[None], tuple[Submission, GpuSlot | None]] = {}
+        while True:
+            while pending and free and not broken:
+                submission, slot = pending.pop(0), free.pop(0)
+                own = settings if slot is None else replace(settings, gpu=slot)
+                running[pool.submit(collect_one, submission, own, out)] = (submission, slot)
+            if not running:
+                return suspects
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                submission, slot = running.pop(future)
+                free.append(slot)
+                attempts[submission.student] = attempts.get(submission.student, 0) + 1
+                try:
+                    future.result()
+                    outcome = _read_outcome(submission, settings, out, "graded")
+                except BrokenProcessPool:
+                    broken = True
+                    if attempts[submission.student] < 2:
+                        suspects.append(submission)
+                        continue
+                    evidence = failure_evidence(submission, settings,
+                                                "the grading worker died while collecting this submission")
+                    write_evidence(evidence, out.student(submission.student).evidence)
+                    outcome = Outcome(submission.student, "failed", evidence, "grading worker died")
+                except Exception as error:  # the worker's own error handling failed (disk full, ...)
+                    evidence = failure_evidence(submission, settings, f"the grading worker failed: {error!r}")
+                    with contextlib.suppress(OSError):
+                        write_evidence(evidence, out.student(submission.student).evidence)
+                    outcome = Outcome(submission.student, "failed", evidence, str(error))
+                finish(outcome)
+
+
 def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *, workers: int, force: bool,
-              on_done: Callable[[Outcome], None]) -> BatchResult:
+              on_done: Callable[[Outcome], None], slots: list[GpuSlot | None] | None = None) -> BatchResult:
+    """Evidence for every submission not already graded, ``workers`` at a time.
+
+    ``slots`` (from ``DevicePlan.gpu_slots``) are the GPU shares: each running student holds one, and
+    gets it back when done, so no GPU ever has more than its ``--jobs-per-gpu`` students.
+    """
     result = BatchResult()
 
     def finish(outcome: Outcome) -> None:
@@ -151,37 +200,16 @@ def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *,
             finish(Outcome(submission.student, "reused", stored))
         else:
             todo.append(submission)
+    all_slots: list[GpuSlot | None] = list(slots) if slots else [None] * workers
     context = multiprocessing.get_context("spawn")
     attempts: dict[str, int] = {}
     while todo:
         # after a worker died, suspects are retried one at a time so only the culprit fails
         isolated = any(attempts.get(s.student, 0) for s in todo)
-        batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
-        pool_size = 1 if isolated else max(1, min(workers, len(batch)))
-        with ProcessPoolExecutor(max_workers=pool_size, mp_context=context, initializer=_die_with_the_grader) as pool:
-            running: dict[Future[None], Submission] = {pool.submit(collect_one, s, settings, out): s for s in batch}
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    submission = running.pop(future)
-                    attempts[submission.student] = attempts.get(submission.student, 0) + 1
-                    try:
-                        future.result()
-                        outcome = _read_outcome(submission, settings, out, "graded")
-                    except BrokenProcessPool:
-                        if attempts[submission.student] < 2:
-                            todo.append(submission)
-                            continue
-                        evidence = failure_evidence(submission, settings,
-                                                    "the grading worker died while collecting this submission")
-                        write_evidence(evidence, out.student(submission.student).evidence)
-                        outcome = Outcome(submission.student, "failed", evidence, "grading worker died")
-                    except Exception as error:  # the worker's own error handling failed (disk full, ...)
-                        evidence = failure_evidence(submission, settings, f"the grading worker failed: {error!r}")
-                        with contextlib.suppress(OSError):
-                            write_evidence(evidence, out.student(submission.student).evidence)
-                        outcome = Outcome(submission.student, "failed", evidence, str(error))
-                    finish(outcome)
+        pending, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
+        free = all_slots[:1] if isolated else all_slots[:max(1, min(len(all_slots), len(pending)))]
+        suspects = _run_pool(pending, free, settings, out, attempts, context, finish)
+        todo = [*suspects, *pending, *todo]  # suspects first: isolation ends as soon as they are cleared
     return result
 
 

@@ -21,6 +21,7 @@ from grader.batch import Outcome, default_threads, default_workers, failure_evid
 from grader.collect import Settings, collect_evidence, training_plan
 from grader.data import DataSet, grader_secret, provision
 from grader.evidence import Evidence
+from grader.execute.gpu import DevicePlan, GpuSlot, plan_devices
 from grader.execute.limits import Limits
 from grader.execute.sandbox import Sandbox, remove_tree
 from grader.execute.select import choose_sandbox
@@ -51,6 +52,8 @@ class RunOptions:
     force: bool = False
     seed: int = 0
     data_path: str = "fast"
+    device: str = "auto"  # auto | cpu | cuda (grader.execute.gpu)
+    jobs_per_gpu: int | None = None  # students sharing one GPU [default: from its memory and the CPU cores]
 
 
 @dataclass
@@ -77,26 +80,30 @@ def check_profile(rubric: Rubric, profile: str, rubric_name: str) -> None:
 
 def grade_class(paths: list[Path], rubric: Rubric, *, rubric_name: str, marks: Marks | None, out_dir: Path,
                 options: RunOptions, printer: Printer | None = None,
-                on_start: Callable[[int, Settings, int], None] | None = None,
+                on_start: Callable[[int, Settings, int, DevicePlan], None] | None = None,
                 on_student: Callable[[Outcome, Published | None, str], None] | None = None) -> ClassResult:
     """Collect (or reuse) evidence for every submission, publish each report as it completes, then the class files.
 
-    ``on_start(count, settings, workers)`` is called once the run is set up; ``on_student(outcome,
+    ``on_start(count, settings, workers, devices)`` is called once the run is set up; ``on_student(outcome,
     published, error)`` after each student (``published`` None when the report failed, ``error`` says why).
     """
     check_profile(rubric, options.profile, rubric_name)
+    devices = plan_devices(options.device, options.jobs_per_gpu)  # before anything slow: a clear error
     submissions = discover(paths)
     dataset = provision(options.profile, options.cache_dir, options.mnist_dir)
     sandbox = choose_sandbox(options.sandbox)
     out = OutDir(out_dir.resolve())  # sandboxes bind these paths: they must not depend on the cwd
-    workers = options.workers or default_workers()
+    gpu_slots: list[GpuSlot | None] | None = list(devices.gpu_slots()) or None
+    workers = options.workers or (len(gpu_slots) if gpu_slots else default_workers())
+    if gpu_slots and len(gpu_slots) > workers:  # --workers caps the GPU shares in use, spread over the GPUs
+        gpu_slots = gpu_slots[:workers]
     scratch = sandbox.scratch(out.scratch)
     settings = build_settings(rubric, dataset=dataset, sandbox=sandbox, scratch=scratch / "runs",
                               runtime=scratch / "runtime", limits=options.limits,
                               threads=options.threads or default_threads(workers), seed=options.seed,
                               cache_dir=options.cache_dir, data_path=options.data_path)
     if on_start is not None:
-        on_start(len(submissions), settings, workers)
+        on_start(len(submissions), settings, workers, devices)
     result = ClassResult()
 
     def done(outcome: Outcome) -> None:
@@ -113,7 +120,7 @@ def grade_class(paths: list[Path], rubric: Rubric, *, rubric_name: str, marks: M
             on_student(outcome, published, error)
 
     try:
-        run_batch(submissions, settings, out, workers=workers, force=options.force, on_done=done)
+        run_batch(submissions, settings, out, workers=workers, force=options.force, on_done=done, slots=gpu_slots)
     finally:
         publish_class(out, rubric, marks, rubric_name=rubric_name, published=result.published)
         if scratch != out.scratch:  # a sandbox's own scratch space (the uid sandbox's, under /tmp)

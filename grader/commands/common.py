@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grader.data import DataError
+from grader.execute.gpu import DeviceUnavailable
 from grader.execute.select import SandboxUnavailable
 from grader.intake import IntakeError
 from grader.marks import Marks, MarksError, load_marks
@@ -31,7 +32,7 @@ EXIT_ENVIRONMENT = 4  # the machine cannot do it: no sandbox, no data
 EXIT_CODES = {RubricError: EXIT_INPUT, MarksError: EXIT_INPUT, IntakeError: EXIT_INPUT, DataError: EXIT_ENVIRONMENT,
               SandboxUnavailable: EXIT_ENVIRONMENT, MarksDbLocked: EXIT_ENVIRONMENT,  # before its base class
               MarksDbError: EXIT_INPUT, NothingToUndo: EXIT_INPUT, RubricEditError: EXIT_INPUT,
-              PipelineError: EXIT_INPUT}
+              PipelineError: EXIT_INPUT, DeviceUnavailable: EXIT_ENVIRONMENT}
 
 # Messages on stderr are not hard-wrapped when piped: a log line stays one line for grep and CI logs.
 err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())

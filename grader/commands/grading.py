@@ -30,6 +30,7 @@ from grader.commands.common import (
 )
 from grader.commands.reports import pdf_option, pdf_printer
 from grader.data import provision
+from grader.execute.gpu import DEVICE_CHOICES, DevicePlan
 from grader.execute.limits import GiB, Limits, MiB
 from grader.execute.select import SANDBOX_CHOICES
 from grader.marks import Marks
@@ -124,12 +125,19 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
 @click.option("--data-path", type=click.Choice(["fast", "stock"]), default="fast", show_default=True,
               help="How torchvision's MNIST serves student code: 'fast' from decoded tensors (the same tensors, "
                    "bit for bit, several times faster), 'stock' through PIL as torchvision does.")
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
+              help="Where student code runs: 'cuda' gives each student a share of one GPU (an error without "
+                   "one), 'cpu' hides the GPUs, 'auto' uses them when nvidia-smi sees any. The clean-room "
+                   "measurement always runs on the CPU.")
+@click.option("--jobs-per-gpu", type=click.IntRange(min=1), default=None,
+              help="Students sharing one GPU, each capped at 95%/N of its memory [default: GPU memory / 4 GiB, "
+                   "at most the CPU cores per GPU].")
 @pdf_option
 def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
           mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
           sandbox_mode: str, cell_timeout: float | None, total_timeout: float | None, memory_gb: float | None,
           max_processes: int | None, max_file_mb: float | None, max_output_mb: float | None, force: bool,
-          seed: int, data_path: str, pdf: bool) -> None:
+          seed: int, data_path: str, device: str, jobs_per_gpu: int | None, pdf: bool) -> None:
     """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
 
     \b
@@ -142,7 +150,8 @@ def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path:
         "cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout, "memory_gb": memory_gb,
         "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb})
     options = RunOptions(profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir, sandbox=sandbox_mode,
-                         workers=workers, threads=threads, limits=limits, force=force, seed=seed, data_path=data_path)
+                         workers=workers, threads=threads, limits=limits, force=force, seed=seed, data_path=data_path,
+                         device=device, jobs_per_gpu=jobs_per_gpu)
     with pdf_printer(pdf) as printer:
         result = _grade(list(paths), rubric, rubric_path, marks, out_dir, options, printer)
     sys.exit(_summary(result.published, result.outcomes, out_dir))
@@ -154,11 +163,13 @@ def _grade(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | 
     with progress_bar() as progress:
         task = progress.add_task("grading", total=0)
 
-        def on_start(count: int, settings: Settings, workers: int) -> None:
+        def on_start(count: int, settings: Settings, workers: int, devices: DevicePlan) -> None:
             progress.update(task, total=count)
             progress.console.print(
                 f"grading {count} submission(s) on '{options.profile}' data, sandbox: {settings.sandbox.name}, "
-                f"{workers} worker(s) x {settings.threads} thread(s)")
+                f"{workers} worker(s) x {settings.threads} thread(s), device: {devices.describe()}")
+            if devices.note and options.device == "auto":
+                progress.console.print(devices.note)
             if settings.sandbox.trusts_student:
                 progress.console.print("[yellow]sandbox: none - student code runs as you and can read the "
                                        "held-out labels and write anywhere you can: use it only for code you trust[/]")
