@@ -47,7 +47,7 @@ from grader.execute.sandbox import Sandbox
 from grader.execute.workdir import make_workdir
 from grader.fsutil import atomic_write_bytes
 from grader.intake import Submission, SubmissionFile
-from grader.measure import HarvestedFile, measure_models
+from grader.measure import CleanRoom, HarvestedFile
 from grader.notebook_io import read_notebook
 from grader.outdir import MAX_ID_CHARS
 from grader.rubric import Rubric
@@ -88,9 +88,11 @@ def plan_sha256(plan: list[dict[str, Any]]) -> str:
 @functools.cache
 def environment(sandbox: str, threads: int, gpu: GpuSlot | None = None) -> Environment:
     """What ran the student's code: versions, and the GPU share (from nvidia-smi, not from the student)."""
-    import torch  # the grading environment's torch; not student code
+    cuda = None
+    if gpu is not None:  # torch takes seconds to import: only when its CUDA version is worth saying
+        import torch  # the grading environment's torch; not student code
 
-    cuda = torch.version.cuda if gpu is not None else None
+        cuda = torch.version.cuda
     return Environment(
         python=platform.python_version(), torch=importlib.metadata.version("torch"),
         torchvision=importlib.metadata.version("torchvision"), platform=platform.platform(terse=True),
@@ -173,15 +175,20 @@ def collect_evidence(submission: Submission, settings: Settings) -> Evidence:
     if not submission.files:
         problems.append("nothing to grade: no notebook (.ipynb) or module (.py) could be accepted")
     files, harvested = refused_files(submission), []
-    for number, file in enumerate(submission.files, start=1):
-        evidence, harvest = _run_file(number, file, submission, settings)
-        files.append(evidence)
-        harvested.append(harvest)
-    models, definition_problems, message = measure_models(
-        harvested, submission_files=(submission.root, submission.copied), dataset=settings.dataset,
-        room_base=settings.work_root / submission.student / "cleanroom", runtime=settings.runtime,
-        sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed, secret=settings.secret,
-    )
+    limits = settings.limits
+    # started now, so that its imports overlap the student's run; measures once the run is over
+    room = CleanRoom(submission_files=(submission.root, submission.copied), dataset=settings.dataset,
+                     room_base=settings.work_root / submission.student / "cleanroom", runtime=settings.runtime,
+                     sandbox=settings.sandbox, limits=limits, seed=settings.seed, secret=settings.secret,
+                     wait_s=len(submission.files) * (limits.total_timeout_s + limits.harvest_timeout_s + 180))
+    try:
+        for number, file in enumerate(submission.files, start=1):
+            evidence, harvest = _run_file(number, file, submission, settings)
+            files.append(evidence)
+            harvested.append(harvest)
+        models, definition_problems, message = room.measure(harvested)
+    finally:
+        room.close()
     keep_weights(harvested, models, settings.work_root / submission.student / "models")
     if message:
         problems.append(message)

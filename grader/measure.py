@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from grader.definitions import Definitions
 from grader.evidence import Accuracy, LayerRow, LookupCheck, ModelEvidence
 from grader.execute.gpu import gpu_env
 from grader.execute.limits import Limits, Mount
-from grader.execute.process import run_process
+from grader.execute.process import Deadline, ProcessResult, run_process
 from grader.execute.sandbox import Sandbox, base_env
 from grader.execute.workdir import WorkDir, make_workdir
 from grader.fsutil import atomic_write_bytes
@@ -263,67 +265,110 @@ def _support_files(root: Path, copied: list[Path]) -> list[Path]:
     return [p for p in copied if p.suffix == ".py" and p.stat().st_size <= MAX_SUPPORT_BYTES]
 
 
-def measure_models(files: list[HarvestedFile], *, submission_files: tuple[Path, list[Path]], dataset: DataSet,
-                   room_base: Path, runtime: Path, sandbox: Sandbox, limits: Limits, seed: int, secret: bytes,
-                   ) -> tuple[list[ModelEvidence], dict[str, list[str]], str]:
-    """Measure every harvested model. Returns (models, definition problems per file, message)."""
-    jobs, failed = _collect_jobs(files)
-    if not jobs:
-        return failed, {}, ""
-    root, copied = submission_files
-    room = make_workdir(room_base, root, _support_files(root, copied))
-    weights_dir = room.jobs / "weights"
-    weights_dir.mkdir()
-    for job in jobs:
-        atomic_write_bytes(weights_dir / f"w{job.number}.safetensors", job.weights)
-        job.weights = b""  # copied: not kept in memory
-    eval_paths = _eval_images(dataset, secret, room.jobs)
-    eval_mount = Mount(source=dataset.eval_dir, target=room.jobs / "eval")
-    eval_paths.update({split: eval_mount.target / dataset.eval_images(split).name for split in SPLITS})
-    transforms_of = {file.key: [None, *[list(pair) for pair in (file.harvest.normalize if file.harvest else [])]]
-                     for file in files}
-    for job in jobs:
-        for t_index in range(len(transforms_of[job.file.key])):
-            job.outputs[str(t_index)] = {split: f"m{job.number}_t{t_index}_{split}.npy" for split in EVAL_SPLITS}
-            job.untrained[str(t_index)] = f"m{job.number}_t{t_index}_untrained.npy"
-    spec = {
-        "programs": {file.key: file.definitions.to_job() for file in files},
-        "models": [
-            {
-                "id": job.id, "program": job.file.key, "class_name": job.model.class_name,
-                "weights": str(weights_dir / f"w{job.number}.safetensors"),
-                "constructor_args": job.file.definitions.constructor_args.get(job.model.class_name, []),
-                "transforms": transforms_of[job.file.key], "outputs": job.outputs, "untrained_outputs": job.untrained,
-            }
-            for job in jobs
-        ],
-        "eval": {split: str(path) for split, path in eval_paths.items()},
-        "out_dir": str(room.out),
-        "seed": seed,
-    }
-    job_path = room.job_file("cleanroom.json")
-    job_path.write_text(json.dumps(spec))
-    mounts = [*room.job_mounts(), eval_mount, Mount(runtime, runtime)]
-    sandbox.prepare(mounts)
-    env = base_env(room.root, threads=1)
-    env.update(gpu_env(None))  # measured on the CPU: deterministic, same on every machine
-    launch = sandbox.wrap([sys.executable, str(runtime / "cleanroom.py"), str(job_path)], cwd=room.root,
-                          mounts=mounts, env=env, limits=limits)
-    process = run_process(launch, cwd=room.root, timeout_s=limits.measure_timeout_s,
-                          max_output_bytes=256 << 10)
-    limit_hit = launch.finish()
-    message = f"the clean room hit its {limit_hit} limit" if limit_hit else ""
-    try:
-        results = read_json(result_path(room.root, "results.json"), CleanroomResults, "the clean-room results")
-    except ResultError as error:
-        results = CleanroomResults()
-        said = " | ".join(process.output.strip().splitlines()[-3:])
-        message = f"clean-room measurement failed: the process {process.describe_exit()}; {error}" + (
-            f" ({message})" if message else "") + (f"; it printed: {said[:600]}" if said else "")
-    by_id = {m.id: m for m in results.models}
-    labels = {split: dataset.labels(split) for split in SPLITS}
-    labels["train_noisy"] = labels["train"][:TRAIN_SUBSET]
-    labels["holdout_noisy"] = labels["holdout"]
-    models = [_model_evidence(job, by_id.get(job.id), room, labels, message) for job in jobs]
-    problems = {key: value.get("problems", [])[:50] for key, value in results.programs.items() if key in transforms_of}
-    return [*models, *failed], problems, message
+class CleanRoom:
+    """The clean-room sandbox of one submission, started before its notebooks run.
+
+    Its start (Python, torch, the evaluation images) overlaps the student's run; the models to
+    measure are handed over afterwards (``measure``) as a job file that appears in its read-only
+    job folder. It waits at most ``wait_s`` for that; the measurement itself is bounded by
+    ``limits.measure_timeout_s`` from the hand-over. ``close`` ends it whatever happened.
+    """
+
+    def __init__(self, *, submission_files: tuple[Path, list[Path]], dataset: DataSet, room_base: Path,
+                 runtime: Path, sandbox: Sandbox, limits: Limits, seed: int, secret: bytes, wait_s: float) -> None:
+        root, copied = submission_files
+        self.dataset, self.limits = dataset, limits
+        self.room = room = make_workdir(room_base, root, _support_files(root, copied))
+        self.weights_dir = room.jobs / "weights"
+        self.weights_dir.mkdir()
+        eval_paths = _eval_images(dataset, secret, room.jobs)
+        eval_mount = Mount(source=dataset.eval_dir, target=room.jobs / "eval")
+        eval_paths.update({split: eval_mount.target / dataset.eval_images(split).name for split in SPLITS})
+        self.job_path = room.jobs / "models.json"  # written by measure(); the room waits for it
+        start = {"eval": {split: str(path) for split, path in eval_paths.items()}, "out_dir": str(room.out),
+                 "seed": seed, "job": str(self.job_path), "wait_s": wait_s}
+        start_path = room.job_file("cleanroom.json")
+        start_path.write_text(json.dumps(start))
+        mounts = [*room.job_mounts(), eval_mount, Mount(runtime, runtime)]
+        sandbox.prepare(mounts)
+        env = base_env(room.root, threads=1)
+        env.update(gpu_env(None))  # measured on the CPU: deterministic, same on every machine
+        self.launch = sandbox.wrap([sys.executable, str(runtime / "cleanroom.py"), str(start_path)], cwd=room.root,
+                                   mounts=mounts, env=env, limits=limits)
+        self.deadline = Deadline(time.monotonic() + wait_s + limits.measure_timeout_s)
+        self.process: ProcessResult | None = None
+        self.limit_hit: str | None = None
+        self.finished = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.process = run_process(self.launch, cwd=self.room.root, timeout_s=float("inf"),
+                                   max_output_bytes=256 << 10, deadline=self.deadline)
+
+    def _hand_over(self, job: dict[str, Any]) -> None:
+        self.deadline.at = min(self.deadline.at, time.monotonic() + self.limits.measure_timeout_s)
+        atomic_write_bytes(self.job_path, json.dumps(job).encode())
+
+    def close(self) -> None:
+        """End the room: an empty job if it still waits, then a kill at its deadline."""
+        if self.thread.is_alive() and not self.job_path.exists():
+            self._hand_over({"programs": {}, "models": []})
+            self.deadline.at = min(self.deadline.at, time.monotonic() + 30)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.thread.join()
+        if not self.finished:
+            self.finished = True
+            self.limit_hit = self.launch.finish()
+
+    def measure(self, files: list[HarvestedFile]) -> tuple[list[ModelEvidence], dict[str, list[str]], str]:
+        """Measure every harvested model. Returns (models, definition problems per file, message)."""
+        jobs, failed = _collect_jobs(files)
+        if not jobs:
+            self.close()
+            return failed, {}, ""
+        room = self.room
+        for job in jobs:
+            atomic_write_bytes(self.weights_dir / f"w{job.number}.safetensors", job.weights)
+            job.weights = b""  # copied: not kept in memory
+        transforms_of = {file.key: [None, *[list(pair) for pair in (file.harvest.normalize if file.harvest else [])]]
+                         for file in files}
+        for job in jobs:
+            for t_index in range(len(transforms_of[job.file.key])):
+                job.outputs[str(t_index)] = {split: f"m{job.number}_t{t_index}_{split}.npy" for split in EVAL_SPLITS}
+                job.untrained[str(t_index)] = f"m{job.number}_t{t_index}_untrained.npy"
+        self._hand_over({
+            "programs": {file.key: file.definitions.to_job() for file in files},
+            "models": [
+                {
+                    "id": job.id, "program": job.file.key, "class_name": job.model.class_name,
+                    "weights": str(self.weights_dir / f"w{job.number}.safetensors"),
+                    "constructor_args": job.file.definitions.constructor_args.get(job.model.class_name, []),
+                    "transforms": transforms_of[job.file.key], "outputs": job.outputs,
+                    "untrained_outputs": job.untrained,
+                }
+                for job in jobs
+            ],
+        })
+        self._finish()
+        process = self.process
+        message = f"the clean room hit its {self.limit_hit} limit" if self.limit_hit else ""
+        try:
+            results = read_json(result_path(room.root, "results.json"), CleanroomResults, "the clean-room results")
+        except ResultError as error:
+            results = CleanroomResults()
+            said = " | ".join(process.output.strip().splitlines()[-3:]) if process else ""
+            exit_ = process.describe_exit() if process else "did not start"
+            message = f"clean-room measurement failed: the process {exit_}; {error}" + (
+                f" ({message})" if message else "") + (f"; it printed: {said[:600]}" if said else "")
+        by_id = {m.id: m for m in results.models}
+        labels = {split: self.dataset.labels(split) for split in SPLITS}
+        labels["train_noisy"] = labels["train"][:TRAIN_SUBSET]
+        labels["holdout_noisy"] = labels["holdout"]
+        models = [_model_evidence(job, by_id.get(job.id), room, labels, message) for job in jobs]
+        problems = {key: value.get("problems", [])[:50] for key, value in results.programs.items()
+                    if key in transforms_of}
+        return [*models, *failed], problems, message
+

@@ -307,7 +307,7 @@ def run_notebook(notebook: NotebookNode, work: WorkDir, *, runtime: Path, sandbo
         status, message = "error", (f"the run was stopped in cell {crashed_at}: the grader could not read what the "
                                     f"kernel sent ({type(error).__name__}: {str(error)[:200]})")
     finally:
-        # nbclient 0.10-0.11 leaves this registered when the kernel fails to start (tests/test_notebook_client.py)
+        # nbclient leaves this registered when the kernel fails to start (pinned: tests/test_notebook_client.py)
         atexit.unregister(client._cleanup_kernel)
         limit_hit = launch.finish()
         manager.context.destroy(linger=0)

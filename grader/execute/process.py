@@ -41,7 +41,16 @@ def _drain(stream: object, keep: bytearray, limit: int, flags: dict[str, bool]) 
             flags["truncated"] = True
 
 
-def run_process(launch: Launch, *, cwd: Path, timeout_s: float, max_output_bytes: int) -> ProcessResult:
+class Deadline:
+    """A kill time (``time.monotonic()``) that another thread may move while the process runs."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
+def run_process(launch: Launch, *, cwd: Path, timeout_s: float, max_output_bytes: int,
+                deadline: Deadline | None = None) -> ProcessResult:
+    """Run to the end, or kill the whole session at ``timeout_s`` or at ``deadline`` (whichever is first)."""
     started = time.monotonic()
     process = subprocess.Popen(
         launch.argv, cwd=cwd, env=launch.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -53,7 +62,15 @@ def run_process(launch: Launch, *, cwd: Path, timeout_s: float, max_output_bytes
     reader.start()
     timed_out = False
     try:
-        process.wait(timeout=timeout_s)
+        if deadline is None:
+            process.wait(timeout=timeout_s)
+        else:
+            while process.poll() is None:
+                left = min(started + timeout_s, deadline.at) - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(launch.argv, timeout_s)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=min(left, 0.25))
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:

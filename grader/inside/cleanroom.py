@@ -1,8 +1,10 @@
 """Runs INSIDE a fresh sandboxed process: rebuild student classes, load weights, return logits.
 
-Usage: python cleanroom.py JOB.json
+Usage: python cleanroom.py START.json
 
-The job gives, per student file, the definitions taken from its code by the grader (imports,
+Started before the student's notebooks run (START.json: the evaluation images, the output folder,
+the seed), it imports torch and reads the images, then waits for the job file the grader writes
+when the run is over. The job gives, per student file, the definitions taken from its code by the grader (imports,
 constants, classes and functions; never the notebook's live state), and per harvested model its
 class name, weights file, candidate constructor arguments, and the exact names of the output
 files the grader will read. For each model this script rebuilds the class, loads the tensors
@@ -30,6 +32,103 @@ def read_idx_images(path):
     if magic != 2051:
         raise ValueError(f"{path}: not an IDX3 images file")
     return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, rows, cols)
+
+
+# Imported lazily in the clean room: plotting, data and progress libraries a model's forward never needs at
+# definition time. The name is bound to a stand-in that imports the real thing on first use (a call, an
+# attribute, a base class, isinstance), so code that does use one still works; the import cost is paid
+# only then. torch itself is imported for real.
+LAZY_TOP_LEVEL = frozenset({
+    "matplotlib", "seaborn", "pandas", "sklearn", "scipy", "tqdm", "IPython", "ipywidgets", "torchsummary",
+    "PIL", "cv2", "plotly", "google", "torchvision", "mlxtend", "tensorboard", "wandb", "skimage", "keras",
+})
+
+
+class Lazy:
+    """A module or attribute not imported yet: ``module`` (dotted) then ``path`` (attributes)."""
+
+    __slots__ = ("_grader_module", "_grader_path", "_grader_value")
+
+    def __init__(self, module, path=()):
+        object.__setattr__(self, "_grader_module", module)
+        object.__setattr__(self, "_grader_path", tuple(path))
+
+    def _grader_resolve(self):
+        try:
+            return object.__getattribute__(self, "_grader_value")
+        except AttributeError:
+            pass
+        import importlib
+
+        value = importlib.import_module(self._grader_module)
+        for name in self._grader_path:
+            try:
+                value = getattr(value, name)
+            except AttributeError:  # a submodule not imported by its package
+                value = importlib.import_module(f"{value.__name__}.{name}")
+        object.__setattr__(self, "_grader_value", value)
+        return value
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            return getattr(self._grader_resolve(), name)
+        return Lazy(self._grader_module, (*self._grader_path, name))
+
+    def __call__(self, *args, **kwargs):
+        return self._grader_resolve()(*args, **kwargs)
+
+    def __mro_entries__(self, bases):  # class Net(SomeLazyBase): the real class
+        return (self._grader_resolve(),)
+
+    def __instancecheck__(self, instance):
+        return isinstance(instance, self._grader_resolve())
+
+    def __subclasscheck__(self, subclass):
+        return issubclass(subclass, self._grader_resolve())
+
+    def __iter__(self):
+        return iter(self._grader_resolve())
+
+    def __getitem__(self, key):
+        return self._grader_resolve()[key]
+
+    def __repr__(self):
+        return f"<lazy {'.'.join((self._grader_module, *self._grader_path))}>"
+
+
+def lazy_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """``__import__`` for student definitions: stand-ins for LAZY_TOP_LEVEL modules, the real thing otherwise."""
+    import builtins
+
+    if level or name.split(".")[0] not in LAZY_TOP_LEVEL:
+        return builtins.__import__(name, globals, locals, fromlist, level)
+    if fromlist:  # from a.b import c: the statement takes attributes of what this returns
+        return Lazy(name)
+    return _LazyPackage(name.split(".")[0], name)  # import a.b.c binds a; a.b.c is imported on first use
+
+
+class _LazyPackage(Lazy):
+    """``import a.b.c``: the name ``a``, whose attributes are looked up after importing ``a.b.c``."""
+
+    __slots__ = ("_grader_full",)
+
+    def __init__(self, top, full):
+        super().__init__(top)
+        object.__setattr__(self, "_grader_full", full)
+
+    def _grader_resolve(self):
+        import importlib
+
+        importlib.import_module(self._grader_full)
+        return super()._grader_resolve()
+
+
+def definitions_builtins():
+    import builtins
+
+    names = dict(vars(builtins))
+    names["__import__"] = lazy_import
+    return names
 
 
 def run_definitions(statements, namespace):
@@ -180,17 +279,32 @@ def measure(model_job, namespace, versions, images, job, torch, record):
     record["ok"] = True
 
 
+def wait_for_job(start):
+    """The models to measure: a file the grader writes (atomically) once the student's run is over."""
+    path, deadline = start["job"], time.monotonic() + float(start["wait_s"])
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[cleanroom] no job after {start['wait_s']} s")
+        time.sleep(0.05)
+    with open(path) as handle:
+        return {**start, **json.load(handle)}
+
+
 def main():
     with open(sys.argv[1]) as handle:
-        job = json.load(handle)
-    import torch
+        start = json.load(handle)
+    import torch  # warm: imported while the student's notebooks still run
 
     torch.set_num_threads(1)
-    images = {split: read_idx_images(path) for split, path in job["eval"].items()}
+    images = {split: read_idx_images(path) for split, path in start["eval"].items()}
+    import torchinfo  # noqa: F401  (layer_summary)
+    from safetensors.torch import load_file  # noqa: F401  (rebuild)
+
+    job = wait_for_job(start)
     results = {"programs": {}, "models": []}
     namespaces = {}
     for key, statements in job["programs"].items():
-        namespace = {"__name__": "__cleanroom__", "__builtins__": __builtins__}
+        namespace = {"__name__": "__cleanroom__", "__builtins__": definitions_builtins()}
         sys.modules.pop("__main__", None)
         versions, problems = run_definitions(statements, namespace)
         namespaces[key] = (namespace, versions)
