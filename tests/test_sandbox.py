@@ -15,7 +15,7 @@ from grader.data import DataSet
 from grader.execute.bubblewrap import Bubblewrap, probe
 from grader.execute.limits import Limits, Mount
 from grader.execute.sandbox import Sandbox, Unsandboxed, base_env
-from grader.execute.uid import UidSandbox, fresh_uid, hand_over
+from grader.execute.uid import UidSandbox, fresh_uid, hand_over, unreachable_python
 from grader.execute.uid import probe as uid_probe
 from grader.execute.workdir import WorkDir, make_workdir
 
@@ -90,11 +90,17 @@ listener.close()
 """
 
 
+# The probes below need only the standard library: where the grading venv's Python is private (a pyenv
+# under a 0700 /root), the uid sandbox runs them with the system's Python, which any user can run.
+SHARED_PYTHON = next((str(p) for p in (Path(sys.executable), Path("/usr/bin/python3"))
+                      if p.exists() and unreachable_python(p) is None), sys.executable)
+
+
 @pytest.mark.parametrize("kind", ["bubblewrap", "uid", "none"])
 def test_temporary_files_have_a_short_path_whatever_the_work_dir(tmp_path: Path, kind: str) -> None:
     """A Unix socket path is limited to 107 bytes: under a deep work dir DataLoader workers lost every batch."""
-    if kind == "uid" and uid_probe() is not None:
-        pytest.skip(str(uid_probe()))
+    if kind == "uid" and uid_probe(Path(SHARED_PYTHON)) is not None:
+        pytest.skip(str(uid_probe(Path(SHARED_PYTHON))))
     reachable = Path(tempfile.mkdtemp(prefix="grader-test-", dir="/tmp"))  # any uid can walk down from here
     reachable.chmod(0o755)
     try:
@@ -104,14 +110,15 @@ def test_temporary_files_have_a_short_path_whatever_the_work_dir(tmp_path: Path,
         (source / "listener.py").write_text(LISTENER)
         sandbox = {"bubblewrap": Bubblewrap, "uid": UidSandbox, "none": Unsandboxed}[kind]()
         work = make_workdir(sandbox.scratch(deep) / "f1", source, [source / "listener.py"])
-        done = _run(sandbox, work, [], [sys.executable, "listener.py"])
+        done = _run(sandbox, work, [], [SHARED_PYTHON if kind == "uid" else sys.executable, "listener.py"])
         assert done.returncode == 0, done.stderr
         assert len(str(work.root)) > 150 and "listener" in done.stdout
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
 
 
-@pytest.mark.skipif(uid_probe() is not None, reason=f"the uid sandbox cannot run here: {uid_probe()}")
+@pytest.mark.skipif(uid_probe(Path(SHARED_PYTHON)) is not None,
+                    reason=f"the uid sandbox cannot run here: {uid_probe(Path(SHARED_PYTHON))}")
 def test_what_the_uid_sandbox_keeps_from_the_student(tmp_path: Path, embedded: DataSet) -> None:
     """Without namespaces: a fresh uid that cannot read the labels, the outputs or another student's work."""
     sandbox = UidSandbox()
@@ -145,7 +152,7 @@ print('home', can_write('.'))
     work = make_workdir(runs / "probe" / "f1", source, [source / "probe.py"])
     work.kernel_log.write_text("the grader's own log")
     mounts = work.data_mounts(embedded.public_dir)
-    done = _run(sandbox, work, mounts, [sys.executable, "probe.py",
+    done = _run(sandbox, work, mounts, [SHARED_PYTHON, "probe.py",
                                               str(embedded.root / "labels" / "holdout-labels-idx1-ubyte"),
                                               str(other.root / "problem2_mlp.ipynb"), str(tmp_path / "out"),
                                               str(work.kernel_log)])
@@ -154,3 +161,16 @@ print('home', can_write('.'))
     assert lines["uid"] != "0" and lines["data"] == "True" and lines["home"] == "True"
     assert lines["labels"] == "False" and lines["other"] == "False"
     assert lines["out"] == "False" and lines["private"] == "False"
+
+
+def test_a_python_other_users_cannot_reach_is_a_clear_reason(tmp_path: Path) -> None:
+    """The uid sandbox runs students as other users: a venv under a private home cannot serve them."""
+    private = tmp_path / "home"
+    (private / "bin").mkdir(parents=True)
+    python = private / "bin" / "python3"
+    shutil.copy(sys.executable if Path(sys.executable).resolve().is_file() else "/usr/bin/python3", python)
+    python.chmod(0o755)
+    private.chmod(0o700)
+    problem = unreachable_python(python)
+    assert problem is not None and "chmod o+x" in problem
+    assert f"{tmp_path.parents[-2]}" in problem or str(private) in problem, "names the folder that blocks it"

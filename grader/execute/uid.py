@@ -19,11 +19,20 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
 from grader.execute.limits import Limits, Mount
-from grader.execute.sandbox import Launch, Sandbox, Unsandboxed, prlimit_prefix, remove_tree, short_temp_dir
+from grader.execute.sandbox import (
+    Launch,
+    Sandbox,
+    Unsandboxed,
+    die_with_parent_prefix,
+    prlimit_prefix,
+    remove_tree,
+    short_temp_dir,
+)
 
 UID_RANGE = (200_000, 900_000)  # a fresh uid per process: RLIMIT_NPROC counts per uid
 
@@ -53,14 +62,29 @@ def drop_privileges(uid: int) -> list[str]:
             "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def probe() -> str | None:
-    """None when the uid sandbox can run here, else why not."""
+def probe(python: Path | None = None) -> str | None:
+    """None when the uid sandbox can run ``python`` [default: the grading environment's] here, else why not."""
     if os.geteuid() != 0:
         return "the uid sandbox changes to other users, which needs root (run the grader as root, as in a container)"
     from shutil import which
 
     if which("setpriv") is None:
         return "the 'setpriv' program (util-linux) is not installed"
+    if python is None:  # the grading environment: its interpreter, its standard library and its packages
+        return unreachable_python(Path(sys.executable), Path(sys.base_prefix), Path(sys.prefix))
+    return unreachable_python(python)
+
+
+def unreachable_python(python: Path, *prefixes: Path) -> str | None:
+    """Why another user could not run ``python`` and read ``prefixes`` (e.g. a pyenv under a 0700 /root), or None."""
+    for needed in (python.resolve(), *prefixes):
+        if not reachable(needed):
+            blocked = next((str(f) for f in reversed(needed.resolve().parents)
+                            if not os.stat(f).st_mode & stat.S_IXOTH), str(needed))
+            return (f"the grading environment's Python ({needed}) cannot be reached by other users ({blocked} is "
+                    "not searchable by them); the uid sandbox runs students as other users: put the Python "
+                    "and the venv where any user can read them (e.g. /opt or /usr/local), or 'chmod o+x' the "
+                    "folders above them")
     return None
 
 
@@ -123,5 +147,6 @@ class UidSandbox(Sandbox):
         os.chmod(tmp, 0o700)
         cgroup = Cgroup.create(limits)
         prefix = cgroup.enter_command() if cgroup else []
-        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=True), *drop_privileges(uid), *argv],
+        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=True), *drop_privileges(uid),
+                            *die_with_parent_prefix(), *argv],  # after the uid change, which would clear it
                       env={**env, "TMPDIR": str(tmp)}, cgroup=cgroup, cleanup=[tmp])
