@@ -344,7 +344,7 @@ def _explain(error: ValidationError) -> list[str]:
         path = _yaml_path(tuple(detail["loc"]))
         message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling; see README 'Rubric format')"
+            message = "unknown key (check its spelling; see docs/rubric.md 'Format')"
         elif detail["type"] == "missing":
             message = "required key is missing"
         problems.append(f"{path}: {message}")

@@ -47,3 +47,19 @@ def test_as_python_turns_magics_into_calls_and_unwraps_time() -> None:
     ast.parse(as_python("%matplotlib inline\n!ls\nx = 1\n"))
     tree = ast.parse(as_python("%%time\nclass CNN:\n    pass\n"))
     assert isinstance(tree.body[0], ast.ClassDef)
+
+
+def test_a_cell_too_deep_to_compile_becomes_an_error_of_that_cell_only() -> None:
+    """IPython lets RecursionError escape run_cell (the kernel hangs): such a cell is replaced before the run."""
+    import nbformat
+
+    from grader.execute.notebook import TOO_DEEP_CELL, compiles_in_depth, prepare_notebook
+
+    deep = "value = " + " + ".join(["1"] * 5000)
+    assert not compiles_in_depth(deep)
+    assert compiles_in_depth("def broken(:\n    pass"), "a syntax error is IPython's to show"
+    assert compiles_in_depth("%matplotlib inline\nx = 1")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(deep),
+                                         nbformat.v4.new_code_cell("print(x)")])
+    prepared, _ = prepare_notebook(nb, "pass")
+    assert [c.source for c in prepared.cells] == ["x = 1", TOO_DEEP_CELL, "print(x)", "pass"]

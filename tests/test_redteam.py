@@ -563,7 +563,8 @@ def test_a_model_that_looks_answers_up_gets_no_marks(batch: Batch, rubric: Rubri
 def test_file_names_reach_the_gradebook_as_text(batch: Batch) -> None:
     import csv
 
-    rows = {row["student"]: row for row in csv.DictReader((batch.out / "gradebook.csv").open())}
+    with (batch.out / "gradebook.csv").open(encoding="utf-8", newline="") as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
     status = rows["formula_names"]["status"]
     assert "HYPERLINK" in status and not status.startswith("="), status
     for row in rows.values():

@@ -174,3 +174,23 @@ def test_a_python_other_users_cannot_reach_is_a_clear_reason(tmp_path: Path) -> 
     problem = unreachable_python(python)
     assert problem is not None and "chmod o+x" in problem
     assert f"{tmp_path.parents[-2]}" in problem or str(private) in problem, "names the folder that blocks it"
+
+
+def test_a_sweep_keeps_the_empty_groups_of_live_graders() -> None:
+    """A new worker sweeps leftovers of killed graders, never another worker's group before its process starts."""
+    from grader.execute.cgroups import Cgroup
+
+    group = Cgroup.create(Limits())
+    if group is None:
+        pytest.skip("cgroups are not writable here")
+    try:
+        Cgroup.sweep()
+        assert all(path.is_dir() for path in group.paths), "created by this live process: kept"
+        dead = 2**22 + 1  # above pid_max's ceiling (4194304): no process has it
+        leftover = [path.parent / f"grader-{dead}-0123456789ab" for path in group.paths]
+        for path in leftover:
+            path.mkdir()
+        Cgroup.sweep()
+        assert not any(path.exists() for path in leftover), "its creator is gone: removed"
+    finally:
+        group.remove()

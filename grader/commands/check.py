@@ -98,7 +98,8 @@ def _write_summary(result: CheckResult, summary_path: Path | None) -> None:
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a markdown summary here [default: append to $GITHUB_STEP_SUMMARY when it is set].")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the result as JSON on stdout (schema 'grader-check/1', see README) instead of the table.")
+              help="Print the result as JSON on stdout (schema 'grader-check/1', see docs/selfcheck.md) instead "
+                   "of the table.")
 @click.pass_context
 def check(ctx: click.Context, path: Path, rubric_path: Path | None, fast: bool, profile: str, mnist_dir: Path | None,
           cache_dir: Path | None, sandbox_mode: str, threads: int | None, memory_gb: float | None, ci: bool,

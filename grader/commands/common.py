@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from grader.backends import ClusterError
 from grader.data import DataError
 from grader.execute.gpu import DeviceUnavailable
 from grader.execute.select import SandboxUnavailable
@@ -23,7 +24,7 @@ from grader.profiles import DEFAULT_PROFILE, PROFILES
 from grader.rubric import Rubric, RubricError, load_rubric
 from grader.rubric_edits import RubricEditError
 
-# Exit codes: one mapping for every command (README "Exit codes").
+# Exit codes: one mapping for every command (docs/commands.md "Exit codes").
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # some submissions could not be graded (or, for `check`, items fall short)
 EXIT_USAGE = 2  # bad command line (click's own code)
@@ -32,7 +33,7 @@ EXIT_ENVIRONMENT = 4  # the machine cannot do it: no sandbox, no data
 EXIT_CODES = {RubricError: EXIT_INPUT, MarksError: EXIT_INPUT, IntakeError: EXIT_INPUT, DataError: EXIT_ENVIRONMENT,
               SandboxUnavailable: EXIT_ENVIRONMENT, MarksDbLocked: EXIT_ENVIRONMENT,  # before its base class
               MarksDbError: EXIT_INPUT, NothingToUndo: EXIT_INPUT, RubricEditError: EXIT_INPUT,
-              PipelineError: EXIT_INPUT, DeviceUnavailable: EXIT_ENVIRONMENT}
+              PipelineError: EXIT_INPUT, DeviceUnavailable: EXIT_ENVIRONMENT, ClusterError: EXIT_ENVIRONMENT}
 
 # Messages on stderr are not hard-wrapped when piped: a log line stays one line for grep and CI logs.
 err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())

@@ -29,7 +29,7 @@ class Cgroup:
 
     @classmethod
     def create(cls, limits: Limits) -> Cgroup | None:
-        name = PREFIX + secrets.token_hex(6)
+        name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(6)}"  # the creator's pid: sweep() leaves live ones alone
         for factory in (cls._v2, cls._v1):
             try:
                 group = factory(name, limits)
@@ -84,9 +84,16 @@ class Cgroup:
 
     @staticmethod
     def sweep() -> None:
-        """Remove empty groups left by a grader that was killed (a non-empty one is in use: rmdir fails)."""
+        """Remove empty groups left by a grader process that was killed.
+
+        A group whose creator still runs is left alone even when empty: it may be between its
+        creation and the start of the process it is for (another worker's, another batch's).
+        A non-empty group is in use: rmdir fails.
+        """
         for parent in (ROOT, ROOT / "memory", ROOT / "pids"):
             for path in parent.glob(PREFIX + "*") if parent.is_dir() else []:
+                if _creator_alive(path.name):
+                    continue
                 with contextlib.suppress(OSError):
                     path.rmdir()
 
@@ -133,3 +140,17 @@ class Cgroup:
         for path in self.paths:
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _creator_alive(name: str) -> bool:
+    """Is the process that created group ``name`` (``grader-<pid>-<random>``) still running?"""
+    pid = name.removeprefix(PREFIX).split("-")[0]
+    if not pid.isdigit():
+        return False  # an older grader's name: no creator recorded
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

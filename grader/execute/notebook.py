@@ -7,6 +7,7 @@ total time is spent the remaining cells are not run, but the harvest still is.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import atexit
 import base64
@@ -30,7 +31,7 @@ from grader.evidence import Cell, CellError, CellStatus, FileStatus
 from grader.execute.gpu import GpuSlot, is_gpu_memory_error
 from grader.execute.kernel import kernel_launch, kernel_manager
 from grader.execute.limits import GiB, Limits, MiB, Mount
-from grader.execute.magics import neutralise
+from grader.execute.magics import as_python, neutralise
 from grader.execute.sandbox import Sandbox
 from grader.execute.workdir import WorkDir
 
@@ -162,13 +163,31 @@ def _cut_error(msg: dict[str, Any]) -> dict[str, Any]:
     return {**msg, "content": content}
 
 
+# IPython itself fails on a cell nested deeper than Python's compiler allows: RecursionError escapes run_cell,
+# the kernel never answers, and the notebook hangs to its time limit. Such a cell is replaced by this one:
+# an error of that cell only, and the later cells run.
+TOO_DEEP_CELL = ('raise RecursionError("[grader] this cell is nested too deeply for Python to compile; '
+                 'it was not run")')
+
+
+def compiles_in_depth(source: str) -> bool:
+    """False when Python's parser gives up on ``source`` for its depth (not for a syntax error: IPython shows those)."""
+    try:
+        ast.parse(as_python(source))
+    except (RecursionError, MemoryError):
+        return False
+    except (SyntaxError, ValueError):
+        return True
+    return True
+
+
 def prepare_notebook(nb: NotebookNode, harvest_code: str) -> tuple[NotebookNode, dict[int, tuple[str, ...]]]:
     """Neutralise shell escapes in code cells and append the harvest cell."""
     skipped: dict[int, tuple[str, ...]] = {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             result = neutralise(cell.source)
-            cell.source = result.source
+            cell.source = result.source if compiles_in_depth(result.source) else TOO_DEEP_CELL
             cell.outputs = []
             if result.skipped:
                 skipped[index] = result.skipped

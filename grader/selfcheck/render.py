@@ -77,7 +77,7 @@ def rich_report(result: CheckResult) -> RenderableType:
 
 
 def to_json(result: CheckResult, exit_code: int) -> dict[str, Any]:
-    """The machine-readable result; its fields are documented in README ("Student self-check and CI")."""
+    """The machine-readable result; its fields are documented in docs/selfcheck.md ("grader check --json")."""
     return {
         "schema": JSON_SCHEMA,
         "grader_version": result.grader_version,
