@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from grader import __version__
-from grader.commands import check, grading, reports, serve
+from grader.commands import check, cluster, grading, reports, serve
 from grader.commands.common import (  # re-exported: the exit codes are part of the CLI's interface
     EXIT_ENVIRONMENT,
     EXIT_INCOMPLETE,
@@ -42,7 +42,7 @@ def rubric() -> None:
 
 
 for command in (grading.data, grading.grade, grading.rescore, grading.calibrate, check.check, check.ci_template,
-                serve.serve, marks, rubric):
+                serve.serve, cluster.slurm_template, marks, rubric):
     cli.add_command(command)
 for command in (reports.template, serve.marks_export, serve.marks_import):
     marks.add_command(command)

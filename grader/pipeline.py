@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.backends import ClusterOptions, unprobed_sandbox
 from grader.batch import Outcome, default_threads, default_workers, failure_evidence, run_batch
 from grader.collect import Settings, collect_evidence, training_plan
 from grader.data import DataSet, grader_secret, provision
@@ -32,6 +33,7 @@ from grader.outdir import OutDir
 from grader.outputs import Published, publish_class, publish_student
 from grader.render.pdf import Printer
 from grader.rubric import Rubric
+from grader.shard import select_shard
 
 
 class PipelineError(ValueError):
@@ -54,6 +56,7 @@ class RunOptions:
     data_path: str = "fast"
     device: str = "auto"  # auto | cpu | cuda (grader.execute.gpu)
     jobs_per_gpu: int | None = None  # students sharing one GPU [default: from its memory and the CPU cores]
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)  # --backend, --ray-address, --shard (backends)
 
 
 @dataclass
@@ -89,15 +92,18 @@ def grade_class(paths: list[Path], rubric: Rubric, *, rubric_name: str, marks: M
     """
     check_profile(rubric, options.profile, rubric_name)
     devices = plan_devices(options.device, options.jobs_per_gpu)  # before anything slow: a clear error
-    submissions = discover(paths)
+    submissions = select_shard(discover(paths), options.cluster.shard)  # all of them without --shard
     dataset = provision(options.profile, options.cache_dir, options.mnist_dir)
-    sandbox = choose_sandbox(options.sandbox)
+    # with a cluster backend student code runs on the nodes, which check their sandbox themselves
+    sandbox = unprobed_sandbox(options.sandbox) if options.cluster.remote else choose_sandbox(options.sandbox)
     out = OutDir(out_dir.resolve())  # sandboxes bind these paths: they must not depend on the cwd
     gpu_slots: list[GpuSlot | None] | None = list(devices.gpu_slots()) or None
     workers = options.workers or (len(gpu_slots) if gpu_slots else default_workers())
     if gpu_slots and len(gpu_slots) > workers:  # --workers caps the GPU shares in use, spread over the GPUs
         gpu_slots = gpu_slots[:workers]
-    scratch = sandbox.scratch(out.scratch)
+    # shards sharing OUT each install the runtime scripts: in their own scratch, never over another's in use
+    shard = options.cluster.shard
+    scratch = sandbox.scratch(out.scratch if shard is None else out.scratch / f"shard-{shard.index}-of-{shard.count}")
     settings = build_settings(rubric, dataset=dataset, sandbox=sandbox, scratch=scratch / "runs",
                               runtime=scratch / "runtime", limits=options.limits,
                               threads=options.threads or default_threads(workers), seed=options.seed,
@@ -120,10 +126,18 @@ def grade_class(paths: list[Path], rubric: Rubric, *, rubric_name: str, marks: M
             on_student(outcome, published, error)
 
     try:
-        run_batch(submissions, settings, out, workers=workers, force=options.force, on_done=done, slots=gpu_slots)
+        if options.cluster.backend == "ray":
+            from grader.backends.ray_backend import run_batch_ray
+
+            run_batch_ray(submissions, settings, out, cluster=options.cluster, sandbox_mode=options.sandbox,
+                          cache_dir=options.cache_dir, mnist_dir=options.mnist_dir, force=options.force, on_done=done,
+                          max_in_flight=options.workers, jobs_per_gpu=options.jobs_per_gpu)
+        else:
+            run_batch(submissions, settings, out, workers=workers, force=options.force, on_done=done, slots=gpu_slots)
     finally:
-        publish_class(out, rubric, marks, rubric_name=rubric_name, published=result.published)
-        if scratch != out.scratch:  # a sandbox's own scratch space (the uid sandbox's, under /tmp)
+        if options.cluster.shard is None:  # a shard leaves the class files to `grader rescore` (grader.shard)
+            publish_class(out, rubric, marks, rubric_name=rubric_name, published=result.published)
+        if scratch != out.scratch:  # a sandbox's own scratch space (the uid sandbox's, under /tmp), a shard's
             remove_tree(scratch)
     return result
 

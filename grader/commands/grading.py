@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from grader.backends import ClusterOptions
 from grader.batch import Outcome
 from grader.calibrate import CalibrationError, propose, write_thresholds
 from grader.collect import Settings
+from grader.commands.cluster import cluster_options
 from grader.commands.common import (
     EXIT_INCOMPLETE,
     EXIT_INPUT,
@@ -132,12 +134,14 @@ def data(profiles: tuple[str, ...], mnist_dir: Path | None, cache_dir: Path | No
 @click.option("--jobs-per-gpu", type=click.IntRange(min=1), default=None,
               help="Students sharing one GPU, each capped at 95%/N of its memory [default: GPU memory / 4 GiB, "
                    "at most the CPU cores per GPU].")
+@cluster_options
 @pdf_option
 def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path: Path | None, profile: str,
           mnist_dir: Path | None, cache_dir: Path | None, workers: int | None, threads: int | None,
           sandbox_mode: str, cell_timeout: float | None, total_timeout: float | None, memory_gb: float | None,
           max_processes: int | None, max_file_mb: float | None, max_output_mb: float | None, force: bool,
-          seed: int, data_path: str, device: str, jobs_per_gpu: int | None, pdf: bool) -> None:
+          seed: int, data_path: str, device: str, jobs_per_gpu: int | None, pdf: bool,
+          cluster: ClusterOptions) -> None:
     """Run, measure, score and report on submissions (folders, notebooks, .py modules, or a class folder).
 
     \b
@@ -151,7 +155,7 @@ def grade(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, marks_path:
         "max_processes": max_processes, "max_file_mb": max_file_mb, "max_output_mb": max_output_mb})
     options = RunOptions(profile=profile, mnist_dir=mnist_dir, cache_dir=cache_dir, sandbox=sandbox_mode,
                          workers=workers, threads=threads, limits=limits, force=force, seed=seed, data_path=data_path,
-                         device=device, jobs_per_gpu=jobs_per_gpu)
+                         device=device, jobs_per_gpu=jobs_per_gpu, cluster=cluster)
     with pdf_printer(pdf) as printer:
         result = _grade(list(paths), rubric, rubric_path, marks, out_dir, options, printer)
     sys.exit(_summary(result.published, result.outcomes, out_dir))

@@ -15,8 +15,10 @@ is started through ``Sandbox.wrap``. Three sandboxes, from strongest to weakest:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from abc import ABC, abstractmethod
@@ -66,6 +68,25 @@ class Sandbox(ABC):
     def wrap(self, argv: list[str], *, cwd: Path, mounts: list[Mount], env: dict[str, str], limits: Limits,
              network: bool = False) -> Launch:
         """The command that runs ``argv`` inside this sandbox."""
+
+
+@functools.cache
+def die_with_parent_prefix() -> list[str]:
+    """A prefix that SIGKILLs the process when the grader process that started it dies (a parent-death signal).
+
+    Bubblewrap has ``--die-with-parent``; the other sandboxes use this, so that no student process
+    (started in its own session) outlives a grader killed with SIGKILL: a kill of the batch's process
+    group, or ``ray.cancel(force=True)`` of a Ray task. Empty where setpriv lacks ``--pdeathsig``
+    (util-linux before 2.33).
+    """
+    tool = shutil.which("setpriv")
+    if tool is None:
+        return []
+    try:
+        usage = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [tool, "--pdeathsig", "KILL", "--"] if "--pdeathsig" in usage else []
 
 
 def prlimit_prefix(limits: Limits, processes: bool) -> list[str]:
@@ -137,7 +158,7 @@ class Unsandboxed(Sandbox):
         cgroup = Cgroup.create(limits)
         prefix = cgroup.enter_command() if cgroup else []
         tmp = short_temp_dir()
-        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=False), *argv],
+        return Launch(argv=[*prefix, *prlimit_prefix(limits, processes=False), *die_with_parent_prefix(), *argv],
                       env={**env, "TMPDIR": str(tmp)}, cgroup=cgroup, cleanup=[tmp])
 
 
