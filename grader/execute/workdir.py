@@ -37,12 +37,12 @@ def install_runtime(destination: Path) -> Path:
     if destination.is_symlink():
         destination.unlink()
     destination.mkdir(parents=True, exist_ok=True)
-    for name in RUNTIME_FILES:
-        target = destination / name
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        shutil.copyfile(INSIDE / name, target)
-        target.chmod(0o444)
+    for name in RUNTIME_FILES:  # each replaced in one step: a concurrent run (another shard) never sees half a file
+        staged = destination / f".{name}.{os.getpid()}.tmp"
+        staged.unlink(missing_ok=True)
+        shutil.copyfile(INSIDE / name, staged)
+        staged.chmod(0o444)
+        os.replace(staged, destination / name)  # replaces a link itself, never what it points at
     return destination
 
 
