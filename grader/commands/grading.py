@@ -169,9 +169,12 @@ def _grade(paths: list[Path], rubric: Rubric, rubric_path: Path, marks: Marks | 
 
         def on_start(count: int, settings: Settings, workers: int, devices: DevicePlan) -> None:
             progress.update(task, total=count)
+            in_flight = f"at most {options.workers} task(s)" if options.workers else "tasks up to twice its CPUs"
+            where = (f"on the Ray cluster at {options.cluster.ray_address}, {in_flight} in flight x "
+                     f"{settings.threads} thread(s)" if options.cluster.backend == "ray" else
+                     f"{workers} worker(s) x {settings.threads} thread(s), device: {devices.describe()}")
             progress.console.print(
-                f"grading {count} submission(s) on '{options.profile}' data, sandbox: {settings.sandbox.name}, "
-                f"{workers} worker(s) x {settings.threads} thread(s), device: {devices.describe()}")
+                f"grading {count} submission(s) on '{options.profile}' data, sandbox: {settings.sandbox.name}, {where}")
             if devices.note and options.device == "auto":
                 progress.console.print(devices.note)
             if settings.sandbox.trusts_student:
