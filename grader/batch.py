@@ -46,6 +46,12 @@ class Outcome:
 @dataclass
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
+    on_done: Callable[[Outcome], None] | None = None
+
+    def finish(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if self.on_done is not None:
+            self.on_done(outcome)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -180,6 +186,21 @@ def _run_pool(pending: list[Submission], free: list[GpuSlot | None], settings: S
                 finish(outcome)
 
 
+def start_batch(submissions: list[Submission], settings: Settings, out: OutDir, *, force: bool,
+                on_done: Callable[[Outcome], None]) -> tuple[BatchResult, list[Submission]]:
+    """The result every backend fills in (``result.finish`` records and reports an outcome), with the
+    students whose stored evidence is current already finished as reused; returns the rest to grade."""
+    result = BatchResult(on_done=on_done)
+    todo: list[Submission] = []
+    for submission in submissions:
+        stored = None if force else reusable(out.student(submission.student).evidence, submission, settings)
+        if stored is not None:
+            result.finish(Outcome(submission.student, "reused", stored))
+        else:
+            todo.append(submission)
+    return result, todo
+
+
 def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *, workers: int, force: bool,
               on_done: Callable[[Outcome], None], slots: list[GpuSlot | None] | None = None) -> BatchResult:
     """Evidence for every submission not already graded, ``workers`` at a time.
@@ -187,19 +208,7 @@ def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *,
     ``slots`` (from ``DevicePlan.gpu_slots``) are the GPU shares: each running student holds one, and
     gets it back when done, so no GPU ever has more than its ``--jobs-per-gpu`` students.
     """
-    result = BatchResult()
-
-    def finish(outcome: Outcome) -> None:
-        result.outcomes.append(outcome)
-        on_done(outcome)
-
-    todo: list[Submission] = []
-    for submission in submissions:
-        stored = None if force else reusable(out.student(submission.student).evidence, submission, settings)
-        if stored is not None:
-            finish(Outcome(submission.student, "reused", stored))
-        else:
-            todo.append(submission)
+    result, todo = start_batch(submissions, settings, out, force=force, on_done=on_done)
     all_slots: list[GpuSlot | None] = list(slots) if slots else [None] * workers
     context = multiprocessing.get_context("spawn")
     attempts: dict[str, int] = {}
@@ -208,7 +217,7 @@ def run_batch(submissions: list[Submission], settings: Settings, out: OutDir, *,
         isolated = any(attempts.get(s.student, 0) for s in todo)
         pending, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
         free = all_slots[:1] if isolated else all_slots[:max(1, min(len(all_slots), len(pending)))]
-        suspects = _run_pool(pending, free, settings, out, attempts, context, finish)
+        suspects = _run_pool(pending, free, settings, out, attempts, context, result.finish)
         todo = [*suspects, *pending, *todo]  # suspects first: isolation ends as soon as they are cleared
     return result
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from grader import __version__
 from grader.backends import ClusterError, ClusterOptions, ray_missing
-from grader.batch import BatchResult, Outcome, _publish_weights, collect_one, failure_evidence, reusable
+from grader.batch import BatchResult, Outcome, _publish_weights, collect_one, failure_evidence, start_batch
 from grader.collect import Settings
 from grader.evidence import Evidence, write_evidence
 from grader.execute.sandbox import remove_tree
@@ -310,19 +310,8 @@ def run_batch_ray(submissions: list[Submission], settings: Settings, out: OutDir
                   on_done: Callable[[Outcome], None], max_in_flight: int | None = None,
                   jobs_per_gpu: int | None = None) -> BatchResult:
     """``grader.batch.run_batch`` on a Ray cluster: the same reuse, the same evidence, the same callbacks."""
-    result = BatchResult()
-
-    def finish(outcome: Outcome) -> None:
-        result.outcomes.append(outcome)
-        on_done(outcome)
-
-    todo: list[Submission] = []
-    for submission in submissions:
-        stored = None if force else reusable(out.student(submission.student).evidence, submission, settings)
-        if stored is not None:
-            finish(Outcome(submission.student, "reused", stored))
-        else:
-            todo.append(submission)
+    result, todo = start_batch(submissions, settings, out, force=force, on_done=on_done)
+    finish = result.finish
     if not todo:
         return result
     gpus = default_gpus(cluster, jobs_per_gpu)

@@ -24,6 +24,7 @@ from grader.commands.common import (
     mnist_dir_option,
     out,
     profile_option,
+    write_output,
 )
 from grader.data import provision
 from grader.execute.limits import Limits
@@ -191,13 +192,6 @@ def ci_template(output: str, rubric: str | None, check_path: str, python: str, g
     options = WorkflowOptions(rubric=rubric or default_rubric().as_posix(), path=check_path, python=python,
                               torch_index=torch_index, fast=fast,
                               **({"grader_spec": grader_spec} if grader_spec else {}))
-    text = render_workflow(options)
-    if output == "-":
-        click.echo(text, nl=False)
-        return
-    target = Path(output)
-    if target.exists() and not force:
-        fail(f"{target} exists; pass --force to overwrite it", EXIT_USAGE)
-    atomic_write_text(target, text)
-    out.print(f"wrote {target}: commit it, and each push runs 'grader check --ci' on {check_path} "
-              f"with {options.rubric}")
+    write_output(render_workflow(options), None if output == "-" else Path(output), force=force,
+                 exists_code=EXIT_USAGE,
+                 done=f"commit it, and each push runs 'grader check --ci' on {check_path} with {options.rubric}")

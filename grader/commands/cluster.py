@@ -20,13 +20,12 @@ from grader.commands.common import (
     err,
     fail,
     mnist_dir_option,
-    out,
     out_option,
     profile_option,
     rubric_option,
+    write_output,
 )
 from grader.execute.select import SANDBOX_CHOICES
-from grader.fsutil import atomic_write_text
 from grader.shard import Shard, ShardError, parse_shard
 from grader.slurm import SlurmOptions, render_sbatch
 
@@ -154,14 +153,8 @@ def slurm_template(paths: tuple[Path, ...], rubric_path: Path, out_dir: Path, sh
         mem=mem, time=time_limit, partition=partition, account=account, job_name=job_name, pdf=pdf,
         grade_args=extra)
     name = "grade-slurm.sh" if output == "-" else Path(output).name
-    text = render_sbatch(options, name)
-    if output == "-":
-        click.echo(text, nl=False)
-        return
-    target = Path(output)
-    if target.exists() and not force:
-        fail(f"{target} exists; pass --force to overwrite it", EXIT_USAGE)
-    atomic_write_text(target, text)
-    target.chmod(0o755)
-    out.print(f"wrote {target}: run 'bash {target}' on a login node to submit {shards} shard(s) and the class files "
-              f"step (results in {options.out})")
+    target = None if output == "-" else Path(output)
+    if write_output(render_sbatch(options, name), target, force=force, exists_code=EXIT_USAGE,
+                    done=f"run 'bash {output}' on a login node to submit {shards} shard(s) and the class files "
+                         f"step (results in {options.out})"):
+        Path(output).chmod(0o755)

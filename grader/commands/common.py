@@ -16,6 +16,7 @@ from grader.backends import ClusterError
 from grader.data import DataError
 from grader.execute.gpu import DeviceUnavailable
 from grader.execute.select import SandboxUnavailable
+from grader.fsutil import atomic_write_text
 from grader.intake import IntakeError
 from grader.marks import Marks, MarksError, load_marks
 from grader.marksdb import MarksDbError, MarksDbLocked, NothingToUndo, db_rubric, is_marks_db
@@ -103,3 +104,18 @@ def load_inputs(rubric_path: Path, marks_path: Path | None) -> tuple[Rubric, Mar
 def progress_bar() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
+
+
+def write_output(text: str, output: Path | None, *, force: bool, exists_code: int, done: str) -> bool:
+    """``text`` to standard output (``output`` None) or atomically to a file that is kept unless ``force``.
+
+    Says ``wrote <file>: <done>`` and returns True when a file was written.
+    """
+    if output is None:
+        click.echo(text, nl=False)
+        return False
+    if output.exists() and not force:
+        fail(f"{output} exists; choose another name or pass --force", exists_code)
+    atomic_write_text(output, text)
+    out.print(f"wrote {output}: {done}", soft_wrap=True)
+    return True

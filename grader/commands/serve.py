@@ -18,8 +18,8 @@ from grader.commands.common import (
     mapped_errors,
     out,
     rubric_option,
+    write_output,
 )
-from grader.fsutil import atomic_write_text
 from grader.marks import load_marks
 from grader.marks_export import marks_csv, marks_yaml
 from grader.marksdb import DB_NAME, SUFFIXES, MarksDB, is_marks_db
@@ -44,16 +44,6 @@ def _db(out_dir: Path, db_path: Path | None, *, create: bool = False) -> MarksDB
         fail(f"{path}: a marks database is named *{', *'.join(SUFFIXES)}", EXIT_INPUT)
     with mapped_errors():
         return MarksDB.open(path, create=create)
-
-
-def _write(text: str, output: Path | None, force: bool, what: str) -> None:
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    if output.exists() and not force:
-        fail(f"{output} exists; choose another name or pass --force", EXIT_INPUT)
-    atomic_write_text(output, text)
-    out.print(f"wrote {output}: {what}", soft_wrap=True)
 
 
 @click.command()
@@ -145,7 +135,8 @@ def marks_export(out_dir: Path, db_path: Path | None, rubric_path: Path | None, 
     header = (f"TA marks exported from {db.path} by 'grader marks export' at "
               f"{datetime.now(UTC).isoformat(timespec='seconds')}: {count} mark(s)")
     text = marks_csv(current, order) if kind == "csv" else marks_yaml(current, order, header=header)
-    _write(text, output, force, f"{count} mark(s) of {len(current.by_student)} student(s)")
+    write_output(text, output, force=force, exists_code=EXIT_INPUT,
+                 done=f"{count} mark(s) of {len(current.by_student)} student(s)")
 
 
 @click.command("import")
@@ -196,4 +187,4 @@ def rubric_export(rubric_path: Path, out_dir: Path, db_path: Path | None, output
             "The original file's comments are not kept. Changes:",
             *(f"  {edit.describe()} (by {edit.who}, {edit.at[:19]})" for edit in edits)])
         text = export_rubric(rubric_path.read_text(encoding="utf-8"), edits, header=header, source=str(rubric_path))
-    _write(text, output, force, f"{len(edits)} change(s) applied")
+    write_output(text, output, force=force, exists_code=EXIT_INPUT, done=f"{len(edits)} change(s) applied")
