@@ -23,28 +23,21 @@ def log(message):
     print(f"[grader] {message}", flush=True)
 
 
-def install_fast_data():
-    """The fast MNIST data path (fastdata.py, beside this file) when GRADER_DATA_PATH=fast, before any import."""
-    spec = importlib.util.spec_from_file_location("_grader_fastdata", os.path.join(HERE, "fastdata.py"))
+def install_runtime_module(name, what):
+    """Load ``<name>.py`` (beside this file) as ``_grader_<name>`` and call its ``install()``, before any import.
+
+    fastdata.py: the fast MNIST data path (harvest.py reads its report from ``_grader_fastdata``);
+    gpucap.py: this process's GPU memory cap, applied when CUDA initialises.
+    """
+    spec = importlib.util.spec_from_file_location(f"_grader_{name}", os.path.join(HERE, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
-    sys.modules["_grader_fastdata"] = module  # harvest.py reads its report() there
+    sys.modules[f"_grader_{name}"] = module
     try:
         spec.loader.exec_module(module)
         module.install()
     except Exception:
-        sys.modules.pop("_grader_fastdata", None)
-        log(f"the fast data path could not be installed: {traceback.format_exc(limit=3)}")
-
-
-def install_gpu_cap():
-    """This process's GPU memory cap (gpucap.py, beside this file), applied when CUDA initialises."""
-    spec = importlib.util.spec_from_file_location("_grader_gpucap", os.path.join(HERE, "gpucap.py"))
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        module.install()
-    except Exception:
-        log(f"the GPU memory cap could not be installed: {traceback.format_exc(limit=3)}")
+        sys.modules.pop(f"_grader_{name}", None)
+        log(f"{what} could not be installed: {traceback.format_exc(limit=3)}")
 
 
 def load_module(path):
@@ -294,9 +287,9 @@ def main():
 
     started = time.time()
     if os.environ.get("GRADER_DATA_PATH") == "fast":
-        install_fast_data()
+        install_runtime_module("fastdata", "the fast data path")
     if os.environ.get("GRADER_GPU_MEMORY_FRACTION"):
-        install_gpu_cap()
+        install_runtime_module("gpucap", "the GPU memory cap")
     try:
         import torch
         from torchvision import datasets, transforms

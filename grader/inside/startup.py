@@ -57,44 +57,31 @@ sys.meta_path.insert(0, _ColabStub())
 del _ColabStub
 
 
-def _grader_fast_data():
+def _grader_install(name, variable, value=None):
+    """Load ``<GRADER_RUNTIME_DIR>/<name>.py`` as ``_grader_<name>`` and call its ``install()`` when the
+    environment sets ``variable`` (to ``value``, if given).
+
+    fastdata.py (harvest.py reads its report from ``_grader_fastdata``; without it the stock path ran)
+    and gpucap.py (the GPU memory cap of a student given a share of a GPU).
+    """
     import importlib.util
     import os
 
-    directory = os.environ.get("GRADER_RUNTIME_DIR", "")
-    path = os.path.join(directory, "fastdata.py")
-    if os.environ.get("GRADER_DATA_PATH") != "fast" or not directory or not os.path.isfile(path):
-        return  # harvest.py records that the stock path ran
-    spec = importlib.util.spec_from_file_location("_grader_fastdata", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_grader_fastdata"] = module
-    try:
-        spec.loader.exec_module(module)
-        module.install()
-    except Exception:
-        sys.modules.pop("_grader_fastdata", None)
-
-
-_grader_fast_data()
-del _grader_fast_data
-
-
-def _grader_gpu_cap():
-    """With a GPU share (GRADER_GPU_MEMORY_FRACTION), the memory cap of gpucap.py beside fastdata.py."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.environ.get("GRADER_RUNTIME_DIR", ""), "gpucap.py")
-    if not os.environ.get("GRADER_GPU_MEMORY_FRACTION") or not os.path.isfile(path):
+    path = os.path.join(os.environ.get("GRADER_RUNTIME_DIR", ""), f"{name}.py")
+    setting = os.environ.get(variable)
+    if not setting or (value is not None and setting != value) or not os.path.isfile(path):
         return
-    spec = importlib.util.spec_from_file_location("_grader_gpucap", path)
+    spec = importlib.util.spec_from_file_location(f"_grader_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[f"_grader_{name}"] = module
     try:
         spec.loader.exec_module(module)
         module.install()
     except Exception as error:
-        print(f"[grader] the GPU memory cap could not be installed: {error!r}")
+        sys.modules.pop(f"_grader_{name}", None)
+        print(f"[grader] {name}.py could not be installed: {error!r}")
 
 
-_grader_gpu_cap()
-del _grader_gpu_cap
+_grader_install("fastdata", "GRADER_DATA_PATH", "fast")
+_grader_install("gpucap", "GRADER_GPU_MEMORY_FRACTION")
+del _grader_install
