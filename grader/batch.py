@@ -102,7 +102,7 @@ def _die_with_the_grader() -> None:
     Cgroup.sweep()
 
 
-def _publish_weights(staged: Path, target: Path) -> None:
+def publish_weights(staged: Path, target: Path) -> None:
     """Replace the student's ``models/`` with the weights this run kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.with_name(f".{target.name}.old")
@@ -126,7 +126,7 @@ def collect_one(submission: Submission, settings: Settings, out: OutDir) -> None
         detail = traceback.format_exc(limit=6)
         evidence = failure_evidence(submission, settings, f"internal grader error: {error!r}\n{detail}")
     try:
-        _publish_weights(settings.work_root / submission.student / "models", folder.models)
+        publish_weights(settings.work_root / submission.student / "models", folder.models)
     except OSError as error:
         evidence.problems.append(f"the trained weights could not be kept: {error.strerror}")
     finally:

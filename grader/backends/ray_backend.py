@@ -38,7 +38,7 @@ from typing import Any
 
 from grader import __version__
 from grader.backends import ClusterError, ClusterOptions, ray_missing
-from grader.batch import BatchResult, Outcome, _publish_weights, collect_one, failure_evidence, start_batch
+from grader.batch import BatchResult, Outcome, collect_one, failure_evidence, publish_weights, start_batch
 from grader.collect import Settings
 from grader.evidence import Evidence, write_evidence
 from grader.execute.sandbox import remove_tree
@@ -289,7 +289,7 @@ def store_reply(reply: dict[str, Any], submission: Submission, settings: Setting
         for name, data in dict(reply.get("models") or {}).items():
             if MODEL_NAME.fullmatch(name) and isinstance(data, bytes):
                 atomic_write_bytes(staged / name, data)
-        _publish_weights(staged, folder.models)
+        publish_weights(staged, folder.models)
     except OSError as error:
         evidence.problems.append(f"the trained weights could not be kept: {error.strerror}")
     finally:
